@@ -1,0 +1,5 @@
+//! `topgun etcd ...` arguments.
+
+/// Arguments of `topgun etcd`.
+#[derive(Debug, clap::Args)]
+pub struct EtcdArgs {}

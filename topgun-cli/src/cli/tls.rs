@@ -1,0 +1,5 @@
+//! `topgun tls ...` arguments.
+
+/// Arguments of `topgun tls`.
+#[derive(Debug, clap::Args)]
+pub struct TlsArgs {}

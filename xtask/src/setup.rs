@@ -1,0 +1,140 @@
+//! Installs and locates the system tools the tests use.
+//!
+//! Everything comes from Debian's packages. Debian's kubectl
+//! (`kubernetes-client`) is unpacked into `target/debian` rather than
+//! installed, because machines of this kind may already carry another
+//! `kubectl` package that owns `/usr/bin/kubectl`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, bail};
+
+/// Debian packages installed system-wide.
+const PACKAGES: &[&str] = &[
+    "protobuf-compiler",
+    "libprotobuf-dev",
+    "etcd-server",
+    "etcd-client",
+    "haproxy",
+    "openssl",
+];
+
+/// Where packages that are unpacked rather than installed go.
+pub fn debian_root() -> PathBuf {
+    workspace_root().join("target/debian")
+}
+
+/// The workspace root (the parent of `xtask/`).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_owned()
+}
+
+/// Installs what is missing. Idempotent and quick when all is present.
+pub fn run() -> anyhow::Result<()> {
+    let missing: Vec<&str> = PACKAGES
+        .iter()
+        .copied()
+        .filter(|p| !dpkg_installed(p))
+        .collect();
+    let kubectl = debian_root().join("usr/bin/kubectl");
+    if missing.is_empty() && kubectl.exists() {
+        return Ok(());
+    }
+    let sudo: &[&str] = if is_root() { &[] } else { &["sudo"] };
+    run_cmd(sudo, &["apt-get", "update", "-qq"])?;
+    if !missing.is_empty() {
+        eprintln!("xtask: installing {}", missing.join(" "));
+        let mut args = vec!["env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "install", "-y", "-qq", "--no-install-recommends"];
+        args.extend(missing.iter().copied());
+        run_cmd(sudo, &args)?;
+    }
+    if !kubectl.exists() {
+        eprintln!("xtask: unpacking Debian's kubernetes-client into {}", debian_root().display());
+        let download = workspace_root().join("target/debian-download");
+        std::fs::create_dir_all(&download)?;
+        let status = Command::new("apt-get")
+            .args(["download", "kubernetes-client"])
+            .current_dir(&download)
+            .status()
+            .context("running apt-get download")?;
+        if !status.success() {
+            bail!("apt-get download kubernetes-client failed");
+        }
+        let deb = std::fs::read_dir(&download)?
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|e| e == "deb"))
+            .context("no kubernetes-client .deb was downloaded")?;
+        run_cmd(&[], &["dpkg-deb", "-x", &deb.to_string_lossy(), &debian_root().to_string_lossy()])?;
+    }
+    Ok(())
+}
+
+/// Paths of the tools the tests run.
+#[derive(Debug, Clone)]
+pub struct Tools {
+    /// Debian's kubectl.
+    pub kubectl: PathBuf,
+}
+
+impl Tools {
+    /// Finds the tools, failing with a hint when `setup` has not run.
+    pub fn locate() -> anyhow::Result<Self> {
+        let kubectl = debian_root().join("usr/bin/kubectl");
+        if !kubectl.exists() {
+            bail!("{} is missing; run `cargo xtask setup`", kubectl.display());
+        }
+        Ok(Tools { kubectl })
+    }
+
+    /// The environment the test processes get.
+    pub fn env(&self) -> Vec<(String, String)> {
+        vec![("TOPGUN_KUBECTL".into(), self.kubectl.to_string_lossy().into_owned())]
+    }
+}
+
+/// Runs `cargo` with `args` in the workspace root and extra `env`.
+pub fn cargo(args: &[&str], env: &[(String, String)]) -> anyhow::Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    eprintln!("xtask: cargo {}", args.join(" "));
+    let status = Command::new(cargo)
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .current_dir(workspace_root())
+        .status()
+        .context("running cargo")?;
+    if !status.success() {
+        bail!("cargo {} failed ({status})", args.join(" "));
+    }
+    Ok(())
+}
+
+fn dpkg_installed(package: &str) -> bool {
+    Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", package])
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+fn run_cmd(prefix: &[&str], args: &[&str]) -> anyhow::Result<()> {
+    let all: Vec<&str> = prefix.iter().chain(args).copied().collect();
+    let status = Command::new(all[0])
+        .args(&all[1..])
+        .status()
+        .with_context(|| format!("running {}", all[0]))?;
+    if !status.success() {
+        bail!("`{}` failed ({status})", all.join(" "));
+    }
+    Ok(())
+}
