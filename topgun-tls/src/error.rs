@@ -47,6 +47,68 @@ pub enum Error {
         /// The file that exists.
         path: PathBuf,
     },
+    /// An endpoint, server URL or address was refused.
+    #[error("invalid {what} {input:?}: {problem}; {fix}")]
+    InvalidTarget {
+        /// What the input was meant to be ("endpoint", "--connect-to address", ...).
+        what: &'static str,
+        /// The input exactly as given.
+        input: String,
+        /// What is wrong with it.
+        problem: String,
+        /// What to pass instead.
+        fix: String,
+    },
+    /// A network operation did not finish within its deadline.
+    #[error("{action} {target} timed out after {}", humanize(*after))]
+    Timeout {
+        /// What was being done ("connecting to", "TLS handshake with", ...).
+        action: &'static str,
+        /// The address or name involved.
+        target: String,
+        /// The deadline that passed.
+        after: std::time::Duration,
+    },
+    /// A network operation failed.
+    #[error("{action} {target}: {source}")]
+    Network {
+        /// What was being done ("cannot connect to", "cannot resolve", ...).
+        action: &'static str,
+        /// The address or name involved.
+        target: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The TLS handshake failed before the server presented any certificate.
+    #[error(
+        "TLS handshake with {target} failed before the server presented a certificate: {reason}"
+    )]
+    Handshake {
+        /// The address dialled.
+        target: String,
+        /// rustls' reason.
+        reason: String,
+    },
+    /// TLS configuration (keys, roots, verifiers) could not be built.
+    #[error("TLS configuration: {0}")]
+    Config(String),
+    /// A kubeconfig is unusable as written.
+    #[error("kubeconfig {source_name}: {problem}")]
+    Kubeconfig {
+        /// The kubeconfig's path, or a description.
+        source_name: String,
+        /// What is wrong, with the fix where there is one.
+        problem: String,
+    },
+}
+
+fn humanize(d: std::time::Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{} s", d.as_secs())
+    } else {
+        format!("{} ms", d.as_millis())
+    }
 }
 
 impl Error {

@@ -6,8 +6,8 @@ use std::fmt;
 use std::time::Duration;
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-    IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
 };
 use time::OffsetDateTime;
 
@@ -100,6 +100,9 @@ pub struct LeafParams {
     pub sans: Vec<San>,
     /// How long the certificate is valid from now.
     pub validity: Duration,
+    /// An explicit validity period (notBefore, notAfter) that overrides
+    /// `validity`, e.g. to reproduce an expired certificate.
+    pub period: Option<(OffsetDateTime, OffsetDateTime)>,
 }
 
 impl LeafParams {
@@ -112,6 +115,7 @@ impl LeafParams {
             usage,
             sans: Vec::new(),
             validity: DEFAULT_LEAF_VALIDITY,
+            period: None,
         }
     }
 
@@ -130,6 +134,17 @@ impl LeafParams {
     /// Sets the validity.
     pub fn with_validity(mut self, validity: Duration) -> Self {
         self.validity = validity;
+        self
+    }
+
+    /// Sets an explicit validity period, which may lie in the past or the
+    /// future (for reproducing expired or not-yet-valid certificates).
+    pub fn with_validity_period(
+        mut self,
+        not_before: OffsetDateTime,
+        not_after: OffsetDateTime,
+    ) -> Self {
+        self.period = Some((not_before, not_after));
         self
     }
 }
@@ -162,7 +177,11 @@ impl CertificateAuthority {
     /// Generates a new self-signed CA with an ECDSA P-256 key.
     pub fn generate(params: &CaParams) -> Result<Self> {
         let key = KeyPair::generate()?;
-        let mut cert_params = base_params(&params.common_name, params.organization.as_deref(), params.validity);
+        let mut cert_params = base_params(
+            &params.common_name,
+            params.organization.as_deref(),
+            params.validity,
+        );
         cert_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         cert_params.key_usages = vec![
             KeyUsagePurpose::KeyCertSign,
@@ -183,8 +202,8 @@ impl CertificateAuthority {
     /// Loads an existing CA from its PEM certificate and PEM private key.
     pub fn from_pem(cert_pem: &str, key_pem: &str) -> Result<Self> {
         let key = KeyPair::from_pem(key_pem).map_err(|e| Error::parse("CA private key", e))?;
-        let issuer =
-            Issuer::from_ca_cert_pem(cert_pem, key).map_err(|e| Error::parse("CA certificate", e))?;
+        let issuer = Issuer::from_ca_cert_pem(cert_pem, key)
+            .map_err(|e| Error::parse("CA certificate", e))?;
         Ok(CertificateAuthority {
             certified: CertifiedKey {
                 cert_pem: cert_pem.to_owned(),
@@ -207,12 +226,17 @@ impl CertificateAuthority {
     /// Issues a leaf certificate with a fresh ECDSA P-256 key.
     pub fn issue(&self, params: &LeafParams) -> Result<CertifiedKey> {
         let key = KeyPair::generate()?;
-        let mut cert_params =
-            base_params(&params.common_name, params.organization.as_deref(), params.validity);
+        let mut cert_params = base_params(
+            &params.common_name,
+            params.organization.as_deref(),
+            params.validity,
+        );
         cert_params.subject_alt_names = params.sans.iter().map(san_type).collect::<Result<_>>()?;
         cert_params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         if params.usage != CertUsage::Client {
-            cert_params.key_usages.push(KeyUsagePurpose::KeyEncipherment);
+            cert_params
+                .key_usages
+                .push(KeyUsagePurpose::KeyEncipherment);
         }
         cert_params.extended_key_usages = match params.usage {
             CertUsage::Server => vec![ExtendedKeyUsagePurpose::ServerAuth],
@@ -223,6 +247,10 @@ impl CertificateAuthority {
             CertUsage::Client => vec![ExtendedKeyUsagePurpose::ClientAuth],
         };
         cert_params.use_authority_key_identifier_extension = true;
+        if let Some((not_before, not_after)) = params.period {
+            cert_params.not_before = not_before;
+            cert_params.not_after = not_after;
+        }
         let cert = cert_params.signed_by(&key, &self.issuer)?;
         Ok(CertifiedKey {
             cert_pem: cert.pem(),
@@ -231,7 +259,11 @@ impl CertificateAuthority {
     }
 }
 
-fn base_params(common_name: &str, organization: Option<&str>, validity: Duration) -> CertificateParams {
+fn base_params(
+    common_name: &str,
+    organization: Option<&str>,
+    validity: Duration,
+) -> CertificateParams {
     let mut params = CertificateParams::default();
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, common_name);

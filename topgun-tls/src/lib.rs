@@ -6,7 +6,20 @@
 //!   a host against a certificate's SANs the way RFC 6125 (and kubectl) does.
 //! - [`generate`]: a CA and server, peer and client certificates (ECDSA
 //!   P-256), purely in memory.
-//! - [`write`]: put them on disk, keys with mode 0600.
+//! - [`write`](mod@write): put them on disk, keys with mode 0600.
+//! - [`inspect`]: what a PEM or DER file or bundle holds: subject, issuer,
+//!   serial, validity and days left, SANs (DNS and IP), key algorithm, CA
+//!   flag, EKUs, SHA-256 fingerprint.
+//! - [`endpoint`]: handshake with a live server and capture the chain it
+//!   presents, without trusting it; `--name` and `--connect-to` semantics.
+//! - [`verify`]: then, separately, decide coverage, validity and trust
+//!   against a CA, and explain a name that is not covered with fixes.
+//! - [`kubeconfig`]: check a kubeconfig's server exactly as kubectl would
+//!   connect to it, client certificate included.
+//!
+//! TLS always uses rustls with the *ring* provider, passed explicitly; the
+//! process-wide default provider is never relied upon. Every network step has
+//! a deadline ([`endpoint::DEFAULT_TIMEOUT`]).
 //!
 //! This crate never touches Docker and never prints.
 //!
@@ -20,11 +33,19 @@
 //! # Ok::<(), topgun_tls::Error>(())
 //! ```
 
+pub mod endpoint;
 pub mod error;
 pub mod generate;
+pub mod inspect;
+pub mod kubeconfig;
 pub mod san;
+pub mod verify;
 pub mod write;
 
+pub use endpoint::{EndpointOptions, EndpointReport, EndpointTarget, inspect_endpoint};
 pub use error::{Error, Result};
 pub use generate::{CaParams, CertUsage, CertificateAuthority, CertifiedKey, KeyPem, LeafParams};
+pub use inspect::{CertInfo, SanNames, inspect_pem_or_der};
+pub use kubeconfig::{Kubeconfig, KubeconfigCheck, check_kubeconfig};
 pub use san::{San, covered_by, parse_san, parse_san_list, san_warnings};
+pub use verify::{Assessment, CheckOptions, Diagnosis, Roots, assess};

@@ -42,7 +42,11 @@ impl San {
     pub fn dns(name: &str) -> Result<Self> {
         match parse_san(name)? {
             San::Dns(name) => Ok(San::Dns(name)),
-            San::Ip(_) => Err(invalid(name, "is an IP address, not a DNS name", "use San::Ip")),
+            San::Ip(_) => Err(invalid(
+                name,
+                "is an IP address, not a DNS name",
+                "use San::Ip",
+            )),
         }
     }
 
@@ -101,7 +105,7 @@ pub fn parse_san(input: &str) -> Result<San> {
         return Err(invalid(
             input,
             "is a command line, not a name",
-            &format!("pass `--tls-san {value}`"),
+            &format!("pass `{value}`"),
         ));
     }
     if input.chars().any(char::is_whitespace) {
@@ -173,9 +177,16 @@ pub fn san_warnings(sans: &[San]) -> Vec<String> {
 }
 
 fn parse_dns(input: &str) -> Result<String> {
-    let name = input.strip_suffix('.').unwrap_or(input).to_ascii_lowercase();
+    let name = input
+        .strip_suffix('.')
+        .unwrap_or(input)
+        .to_ascii_lowercase();
     if name.len() > 253 {
-        return Err(invalid(input, "is longer than 253 characters", "use a shorter name"));
+        return Err(invalid(
+            input,
+            "is longer than 253 characters",
+            "use a shorter name",
+        ));
     }
     let labels: Vec<&str> = name.split('.').collect();
     for (i, label) in labels.iter().enumerate() {
@@ -210,7 +221,11 @@ fn parse_dns(input: &str) -> Result<String> {
 
 fn check_label(input: &str, label: &str) -> Result<()> {
     if label.is_empty() {
-        return Err(invalid(input, "has an empty label", "remove the doubled or leading dot"));
+        return Err(invalid(
+            input,
+            "has an empty label",
+            "remove the doubled or leading dot",
+        ));
     }
     if label.len() > 63 {
         return Err(invalid(
@@ -251,10 +266,12 @@ fn looks_like_command(input: &str) -> bool {
     flag_value(input).is_some()
 }
 
-/// Finds `--tls-san VALUE` or `--tls-san=VALUE` inside a string that was
-/// passed as one argument, and returns the cleaned value.
+/// Finds every `--tls-san VALUE` or `--tls-san=VALUE` inside a string that
+/// was passed as one argument, and returns the flags to pass instead, with
+/// quotes and backslashes removed (`--tls-san a --tls-san b`).
 fn flag_value(input: &str) -> Option<String> {
     let tokens: Vec<&str> = input.split_whitespace().collect();
+    let mut flags = Vec::new();
     for (i, token) in tokens.iter().enumerate() {
         let value = if let Some(v) = token.strip_prefix("--tls-san=") {
             Some(v)
@@ -264,14 +281,20 @@ fn flag_value(input: &str) -> Option<String> {
             None
         };
         if let Some(v) = value {
-            let v = v.trim_matches(|c| c == '"' || c == '\'' || c == '\\');
-            let v = v.trim_matches(|c| c == '"' || c == '\'');
+            let v: String = v
+                .chars()
+                .filter(|c| !matches!(c, '"' | '\'' | '\\'))
+                .collect();
             if !v.is_empty() {
-                return Some(v.to_owned());
+                flags.push(format!("--tls-san {v}"));
             }
         }
     }
-    None
+    if flags.is_empty() {
+        None
+    } else {
+        Some(flags.join(" "))
+    }
 }
 
 fn host_of(rest: &str) -> &str {
@@ -288,5 +311,254 @@ fn invalid(input: &str, problem: &str, fix: &str) -> Error {
         input: input.to_owned(),
         problem: problem.to_owned(),
         fix: fix.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> San {
+        San::Ip(s.parse().unwrap())
+    }
+
+    fn dns(s: &str) -> San {
+        San::Dns(s.to_owned())
+    }
+
+    #[test]
+    fn parses_valid_sans() {
+        let cases = [
+            ("192.168.1.28", ip("192.168.1.28")),
+            ("127.0.0.1", ip("127.0.0.1")),
+            ("::1", ip("::1")),
+            ("fe80::1", ip("fe80::1")),
+            ("2001:db8::10", ip("2001:db8::10")),
+            ("0.0.0.0", ip("0.0.0.0")),
+            ("localhost", dns("localhost")),
+            ("Example.COM", dns("example.com")),
+            ("example.com.", dns("example.com")),
+            ("*.example.com", dns("*.example.com")),
+            ("k3d-demo-server-0", dns("k3d-demo-server-0")),
+            ("a1.b-2.c3", dns("a1.b-2.c3")),
+            (
+                "kubernetes.default.svc.cluster.local",
+                dns("kubernetes.default.svc.cluster.local"),
+            ),
+        ];
+        for (input, want) in cases {
+            assert_eq!(
+                parse_san(input).unwrap_or_else(|e| panic!("{input}: {e}")),
+                want
+            );
+        }
+    }
+
+    #[test]
+    fn refuses_bad_sans_with_the_fix() {
+        let long_label = format!("{}.com", "a".repeat(64));
+        // (input, words of the problem, words of the fix)
+        let cases: &[(&str, &str, &str)] = &[
+            (
+                r#"k3s server --tls-san "alien.io""#,
+                "is a command line",
+                "pass `--tls-san alien.io`",
+            ),
+            (
+                r#"k3s server --tls-san \"alien.io\""#,
+                "is a command line",
+                "pass `--tls-san alien.io`",
+            ),
+            (
+                "--tls-san=alien.io",
+                "is a command line",
+                "pass `--tls-san alien.io`",
+            ),
+            (
+                "--tls-san alien.io",
+                "is a command line",
+                "pass `--tls-san alien.io`",
+            ),
+            (
+                "k3s server --tls-san a.io --tls-san=b.io",
+                "is a command line",
+                "pass `--tls-san a.io --tls-san b.io`",
+            ),
+            (
+                "alien.io ",
+                "contains whitespace",
+                "pass `alien.io` without the surrounding spaces",
+            ),
+            (
+                "alien.io other.io",
+                "contains whitespace",
+                "one name per --tls-san",
+            ),
+            ("-alien.io", "looks like a flag", "--tls-san example.com"),
+            (
+                r#""alien.io""#,
+                "contains quotes",
+                "pass `alien.io` without quotes",
+            ),
+            (
+                "'alien.io'",
+                "contains quotes",
+                "pass `alien.io` without quotes",
+            ),
+            (
+                "https://alien.io:6443/x",
+                "is a https:// URL",
+                "pass only the host: `alien.io`",
+            ),
+            (
+                "https://[::1]:6443",
+                "is a https:// URL",
+                "pass only the host: `::1`",
+            ),
+            ("alien.io:6443", "has a port", "pass `alien.io`"),
+            ("192.168.1.28:6443", "has a port", "pass `192.168.1.28`"),
+            (
+                "[::1]:6443",
+                "has brackets or a port",
+                "pass the bare address: `::1`",
+            ),
+            ("[::1]", "has brackets or a port", "`::1`"),
+            ("", "is empty", "remove the empty item"),
+            (
+                "a..b",
+                "has an empty label",
+                "remove the doubled or leading dot",
+            ),
+            (
+                ".a.b",
+                "has an empty label",
+                "remove the doubled or leading dot",
+            ),
+            ("foo.*.com", "not the leftmost label", "`*.example.com`"),
+            ("*", "is a bare wildcard", "`*.example.com`"),
+            ("f*o.example.com", "partial wildcard", "`*.example.com`"),
+            ("*foo.example.com", "partial wildcard", "`*.example.com`"),
+            ("foo_bar.com", "contains '_'", "replace '_' with '-'"),
+            ("foo!.com", "contains '!'", "RFC 1123"),
+            (
+                "foo-.com",
+                "starts or ends with '-'",
+                "start and end with a letter or digit",
+            ),
+            (
+                "192.168.1",
+                "neither an IP address nor a DNS name",
+                "`192.168.1.28`",
+            ),
+            (
+                "1.2.3.4.5",
+                "neither an IP address nor a DNS name",
+                "`192.168.1.28`",
+            ),
+            (
+                &long_label,
+                "longer than 63 characters",
+                "shorten that label",
+            ),
+        ];
+        for (input, problem, fix) in cases {
+            let err = parse_san(input).expect_err(input);
+            let Error::InvalidSan {
+                problem: p,
+                fix: f,
+                input: i,
+            } = &err
+            else {
+                panic!("{input}: unexpected error {err}");
+            };
+            assert_eq!(i, input);
+            assert!(
+                p.contains(problem),
+                "{input:?}: problem {p:?} lacks {problem:?}"
+            );
+            assert!(f.contains(fix), "{input:?}: fix {f:?} lacks {fix:?}");
+            // The message shows both.
+            let msg = err.to_string();
+            assert!(msg.contains(problem) && msg.contains(fix), "{msg}");
+        }
+    }
+
+    #[test]
+    fn parses_lists() {
+        assert_eq!(
+            parse_san_list("alien.io,192.168.1.28,::1").unwrap(),
+            vec![dns("alien.io"), ip("192.168.1.28"), ip("::1")]
+        );
+        let cases = [
+            ("a.io,,b.io", "is empty"),
+            ("a.io,", "is empty"),
+            ("a.io, b.io", "contains whitespace"),
+            // The whole string is reported, not its first piece.
+            (
+                r#"k3s server --tls-san "alien.io",x"#,
+                "pass `--tls-san alien.io,x`",
+            ),
+        ];
+        for (input, want) in cases {
+            let err = parse_san_list(input).unwrap_err().to_string();
+            assert!(err.contains(want), "{input}: {err}");
+        }
+    }
+
+    #[test]
+    fn warns_about_unspecified_addresses() {
+        let sans = parse_san_list("0.0.0.0,::,127.0.0.1,localhost").unwrap();
+        let warnings = san_warnings(&sans);
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(warnings[0].starts_with("0.0.0.0 is the unspecified address"));
+        assert!(warnings[1].starts_with(":: is the unspecified address"));
+        assert!(
+            warnings
+                .iter()
+                .all(|w| w.contains("no client can connect to it"))
+        );
+        assert!(san_warnings(&parse_san_list("127.0.0.1,::1").unwrap()).is_empty());
+    }
+
+    #[test]
+    fn matches_like_rfc_6125() {
+        let cases = [
+            // IP hosts match IP SANs only, by value.
+            (ip("127.0.0.1"), "127.0.0.1", true),
+            (ip("127.0.0.1"), "127.0.0.2", false),
+            (ip("::1"), "::1", true),
+            (ip("::1"), "[::1]", true),
+            (ip("::1"), "0:0:0:0:0:0:0:1", true),
+            (ip("127.0.0.1"), "localhost", false),
+            (dns("127.0.0.1"), "127.0.0.1", false),
+            (dns("localhost"), "127.0.0.1", false),
+            (ip("0.0.0.0"), "192.168.1.28", false),
+            (ip("127.0.0.1"), "::ffff:127.0.0.1", false),
+            // DNS names: exact, case-insensitive, trailing dot ignored.
+            (dns("localhost"), "localhost", true),
+            (dns("localhost"), "LocalHost", true),
+            (dns("localhost"), "localhost.", true),
+            (dns("kubernetes"), "kubernetes.default", false),
+            (dns("example.com"), "www.example.com", false),
+            // A wildcard covers exactly one whole label.
+            (dns("*.example.com"), "a.example.com", true),
+            (dns("*.example.com"), "A.Example.Com", true),
+            (dns("*.example.com"), "a.b.example.com", false),
+            (dns("*.example.com"), "example.com", false),
+            (dns("*.example.com"), ".example.com", false),
+            (dns("*.example.com"), "a.example.org", false),
+            (dns("*.example.com"), "a.xexample.com", false),
+        ];
+        for (san, host, want) in cases {
+            assert_eq!(san.covers(host), want, "{san} covers {host}?");
+        }
+    }
+
+    #[test]
+    fn the_k3d_case_is_not_covered() {
+        let sans = parse_san_list("0.0.0.0,10.43.0.1,127.0.0.1,172.20.0.2").unwrap();
+        assert!(!covered_by(&sans, "192.168.1.28"));
+        assert!(covered_by(&sans, "127.0.0.1"));
+        assert!(covered_by(&sans, "172.20.0.2"));
     }
 }

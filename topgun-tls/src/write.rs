@@ -39,10 +39,17 @@ pub fn write_file(path: &Path, contents: &[u8], mode: FileMode, overwrite: bool)
             path: path.to_owned(),
         });
     }
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let file_name = path
-        .file_name()
-        .ok_or_else(|| Error::io("cannot write", path, std::io::ErrorKind::InvalidInput.into()))?;
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let file_name = path.file_name().ok_or_else(|| {
+        Error::io(
+            "cannot write",
+            path,
+            std::io::ErrorKind::InvalidInput.into(),
+        )
+    })?;
     let tmp = dir.join(format!(
         ".{}.tmp-{}",
         file_name.to_string_lossy(),
@@ -97,7 +104,17 @@ pub fn write_certified_key(
             }
         }
     }
-    write_file(&key_path, certified.key_pem.expose().as_bytes(), FileMode::Secret, overwrite)?;
-    write_file(&cert_path, certified.cert_pem.as_bytes(), FileMode::Public, overwrite)?;
+    write_file(
+        &key_path,
+        certified.key_pem.expose().as_bytes(),
+        FileMode::Secret,
+        overwrite,
+    )?;
+    write_file(
+        &cert_path,
+        certified.cert_pem.as_bytes(),
+        FileMode::Public,
+        overwrite,
+    )?;
     Ok((cert_path, key_path))
 }

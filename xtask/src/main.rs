@@ -6,6 +6,11 @@
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod bench_etcd;
+mod bench_tls;
+mod e2e;
+mod e2e_scenarios;
+mod images;
 mod setup;
 
 use std::process::ExitCode;
@@ -26,6 +31,34 @@ enum Task {
     Setup,
     /// Run every test: setup, unit and integration tests.
     Test,
+    /// Build the local images (etcd, haproxy, the k3s stand-in) if their
+    /// inputs changed.
+    Images(images::ImagesArgs),
+    /// Run the end-to-end suite against the Docker engine.
+    E2e(e2e::E2eArgs),
+    /// Measure an area's speed targets: `cargo xtask bench <area>`.
+    Bench {
+        /// The area to measure.
+        #[command(subcommand)]
+        area: BenchArea,
+    },
+    /// Run `topgun ARGS...` with the locally built images.
+    Topgun {
+        /// Arguments for topgun.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+/// The areas `cargo xtask bench` measures.
+#[derive(Debug, Subcommand)]
+enum BenchArea {
+    /// CA + 10 leaf certificates in process; one `topgun tls inspect` on
+    /// loopback as a whole process.
+    Tls(bench_tls::BenchTlsArgs),
+    /// A status round over 3 etcd members (p50/p99), and leader-failover
+    /// detection beside etcd's own re-election time.
+    Etcd(bench_etcd::BenchEtcdArgs),
 }
 
 fn main() -> ExitCode {
@@ -33,6 +66,13 @@ fn main() -> ExitCode {
     let result = match xtask.task {
         Task::Setup => setup::run(),
         Task::Test => test(),
+        Task::Images(args) => images::run(args),
+        Task::E2e(args) => e2e::run(args),
+        Task::Bench { area } => match area {
+            BenchArea::Tls(args) => bench_tls::run(args),
+            BenchArea::Etcd(args) => bench_etcd::run(args),
+        },
+        Task::Topgun { args } => topgun(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -46,6 +86,25 @@ fn main() -> ExitCode {
 fn test() -> anyhow::Result<()> {
     setup::run()?;
     let tools = setup::Tools::locate()?;
-    setup::cargo(&["test", "--workspace", "--locked"], &tools.env())?;
+    let images = images::build_all()?;
+    images::smoke(&images)?;
+    let mut env = tools.env();
+    env.extend(images::env_pairs(&images));
+    setup::cargo(&["test", "--workspace", "--locked"], &env)?;
+    Ok(())
+}
+
+/// Runs the topgun CLI with the local images, as the README's main command.
+fn topgun(args: &[String]) -> anyhow::Result<()> {
+    setup::run()?;
+    let images = e2e::local_images()?;
+    let topgun = e2e::build_topgun()?;
+    let status = std::process::Command::new(topgun)
+        .args(args)
+        .envs(images.iter().map(|(k, v)| (k, v)))
+        .status()?;
+    if !status.success() {
+        anyhow::bail!("topgun {} failed ({status})", args.join(" "));
+    }
     Ok(())
 }

@@ -18,6 +18,8 @@ const PACKAGES: &[&str] = &[
     "etcd-client",
     "haproxy",
     "openssl",
+    // `strip` for the k3s stand-in image (cargo xtask images).
+    "binutils",
 ];
 
 /// Where packages that are unpacked rather than installed go.
@@ -48,12 +50,23 @@ pub fn run() -> anyhow::Result<()> {
     run_cmd(sudo, &["apt-get", "update", "-qq"])?;
     if !missing.is_empty() {
         eprintln!("xtask: installing {}", missing.join(" "));
-        let mut args = vec!["env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "install", "-y", "-qq", "--no-install-recommends"];
+        let mut args = vec![
+            "env",
+            "DEBIAN_FRONTEND=noninteractive",
+            "apt-get",
+            "install",
+            "-y",
+            "-qq",
+            "--no-install-recommends",
+        ];
         args.extend(missing.iter().copied());
         run_cmd(sudo, &args)?;
     }
     if !kubectl.exists() {
-        eprintln!("xtask: unpacking Debian's kubernetes-client into {}", debian_root().display());
+        eprintln!(
+            "xtask: unpacking Debian's kubernetes-client into {}",
+            debian_root().display()
+        );
         let download = workspace_root().join("target/debian-download");
         std::fs::create_dir_all(&download)?;
         let status = Command::new("apt-get")
@@ -69,7 +82,15 @@ pub fn run() -> anyhow::Result<()> {
             .map(|e| e.path())
             .find(|p| p.extension().is_some_and(|e| e == "deb"))
             .context("no kubernetes-client .deb was downloaded")?;
-        run_cmd(&[], &["dpkg-deb", "-x", &deb.to_string_lossy(), &debian_root().to_string_lossy()])?;
+        run_cmd(
+            &[],
+            &[
+                "dpkg-deb",
+                "-x",
+                &deb.to_string_lossy(),
+                &debian_root().to_string_lossy(),
+            ],
+        )?;
     }
     Ok(())
 }
@@ -93,7 +114,10 @@ impl Tools {
 
     /// The environment the test processes get.
     pub fn env(&self) -> Vec<(String, String)> {
-        vec![("TOPGUN_KUBECTL".into(), self.kubectl.to_string_lossy().into_owned())]
+        vec![(
+            "TOPGUN_KUBECTL".into(),
+            self.kubectl.to_string_lossy().into_owned(),
+        )]
     }
 }
 

@@ -1,5 +1,146 @@
 //! `topgun etcd ...` arguments.
 
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+
+use super::OutputFormat;
+
 /// Arguments of `topgun etcd`.
-#[derive(Debug, clap::Args)]
-pub struct EtcdArgs {}
+#[derive(Debug, Args)]
+pub struct EtcdArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: EtcdCommand,
+}
+
+/// The `topgun etcd` commands.
+#[derive(Debug, Subcommand)]
+pub enum EtcdCommand {
+    /// Ask every member for its status and judge the cluster: a table like
+    /// `etcdctl endpoint status` with the leader marked, then the verdict.
+    /// Exit 0 when healthy, 1 for any other verdict, 2 for usage errors.
+    Status(StatusArgs),
+    /// List keys (keys only, never values) and count them by prefix: what
+    /// k3s keeps in etcd.
+    Keys(KeysArgs),
+}
+
+/// How to reach the members.
+///
+/// `--endpoints` is required for now; a positional cluster name resolved by
+/// topgun-core can later join it (`required_unless_present`).
+#[derive(Debug, Args)]
+pub struct ConnectArgs {
+    /// Client URLs of every member, comma-separated, e.g.
+    /// https://10.0.0.2:2379,https://10.0.0.3:2379. Without a scheme, https://
+    /// is assumed when --cacert is given, http:// otherwise.
+    #[arg(long, value_delimiter = ',', required = true, value_name = "URLS")]
+    pub endpoints: Vec<String>,
+    /// The CA that signed the members' certificates (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub cacert: Option<PathBuf>,
+    /// Client certificate for mutual TLS (PEM); needs --key and --cacert.
+    #[arg(long, value_name = "FILE", requires_all = ["key", "cacert"])]
+    pub cert: Option<PathBuf>,
+    /// Client key for mutual TLS (PEM); needs --cert.
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    pub key: Option<PathBuf>,
+    /// Deadline of each request to each member, e.g. 2s or 500ms.
+    #[arg(long, default_value = "2s", value_parser = parse_duration, value_name = "DURATION")]
+    pub timeout: Duration,
+}
+
+/// Arguments of `topgun etcd status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// How to reach the members.
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    /// Output format: table (text) or json.
+    #[arg(short, long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+    /// Keep watching; print again whenever the verdict or the leader
+    /// changes (JSON: one object per line). Stop with Ctrl-C.
+    #[arg(short, long)]
+    pub watch: bool,
+    /// Time between status rounds with --watch.
+    #[arg(long, default_value = "500ms", value_parser = parse_duration, value_name = "DURATION")]
+    pub interval: Duration,
+    /// Also prove the cluster accepts writes: put, linearizable get and
+    /// delete of a key under /topgun/health/.
+    #[arg(long)]
+    pub probe: bool,
+}
+
+/// Arguments of `topgun etcd keys`.
+#[derive(Debug, Args)]
+pub struct KeysArgs {
+    /// How to reach the members.
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    /// Only keys that start with this, e.g. /registry/pods/ [default: all keys].
+    #[arg(long, default_value = "")]
+    pub prefix: String,
+    /// List at most this many keys (all are still counted).
+    #[arg(long, default_value_t = 100, value_name = "N")]
+    pub limit: usize,
+    /// Count keys by their first N path segments (/registry/pods is 2).
+    #[arg(long, default_value_t = 2, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub depth: u16,
+    /// Output format: table (text) or json.
+    #[arg(short, long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+}
+
+/// Parses `500ms`, `2s`, `1m30s` or a bare number of seconds.
+pub fn parse_duration(input: &str) -> Result<Duration, String> {
+    let err = || format!("invalid duration {input:?}: use e.g. 500ms, 2s or 1m30s");
+    let input = input.trim();
+    let mut total = Duration::ZERO;
+    let mut rest = input;
+    if let Ok(secs) = input.parse::<u64>() {
+        total = Duration::from_secs(secs);
+        rest = "";
+    } else if input.is_empty() {
+        return Err(err());
+    }
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(err)?;
+        if digits == 0 {
+            return Err(err());
+        }
+        let value: u64 = rest[..digits].parse().map_err(|_| err())?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        total += match &rest[..unit_len] {
+            "ms" => Duration::from_millis(value),
+            "s" => Duration::from_secs(value),
+            "m" => Duration::from_secs(value * 60),
+            _ => return Err(err()),
+        };
+        rest = &rest[unit_len..];
+    }
+    if total.is_zero() {
+        return Err(format!("invalid duration {input:?}: must be more than 0"));
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        for bad in ["", "0", "0s", "s", "2h", "1.5s", "-1s"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -41,8 +41,9 @@ pub enum Command {
 /// Output format for commands that report results.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum OutputFormat {
-    /// For people.
+    /// For people (`table` is accepted too, as etcdctl says).
     #[default]
+    #[value(alias = "table")]
     Text,
     /// Stable, documented JSON (see docs/json-output.md).
     Json,

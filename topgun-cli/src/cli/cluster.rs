@@ -1,0 +1,221 @@
+//! Arguments of the cluster commands: `create`, `delete`, `list`, `status`
+//! and `kubeconfig`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Subcommand, ValueEnum};
+
+use super::OutputFormat;
+
+/// Arguments of `topgun create`.
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// Cluster name: letters, digits and '-', at most 32 characters.
+    /// Optional when --config names the cluster.
+    pub name: Option<String>,
+    /// A YAML cluster spec; flags given on the command line override it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Number of k3s servers (at least 1).
+    #[arg(short, long)]
+    pub servers: Option<u32>,
+    /// Number of k3s agents.
+    #[arg(short, long)]
+    pub agents: Option<u32>,
+    /// k3s image [default: a pinned rancher/k3s, or $TOPGUN_K3S_IMAGE].
+    #[arg(long, env = "TOPGUN_K3S_IMAGE")]
+    pub image: Option<String>,
+    /// Where the cluster keeps its state.
+    #[arg(long, value_enum)]
+    pub datastore: Option<DatastoreKind>,
+    /// Members of the etcd cluster topgun provisions (with --datastore etcd).
+    #[arg(long, value_name = "N")]
+    pub etcd_members: Option<u32>,
+    /// etcd image [default: a pinned etcd, or $TOPGUN_ETCD_IMAGE].
+    #[arg(long, env = "TOPGUN_ETCD_IMAGE")]
+    pub etcd_image: Option<String>,
+    /// An external datastore you run: etcd https list, postgres:// or mysql://.
+    #[arg(long, value_name = "URL")]
+    pub datastore_endpoint: Option<String>,
+    /// CA file for the external datastore.
+    #[arg(long, value_name = "FILE")]
+    pub datastore_cafile: Option<PathBuf>,
+    /// Client certificate file for the external datastore.
+    #[arg(long, value_name = "FILE")]
+    pub datastore_certfile: Option<PathBuf>,
+    /// Client key file for the external datastore.
+    #[arg(long, value_name = "FILE")]
+    pub datastore_keyfile: Option<PathBuf>,
+    /// Where the API is published: [HOST:]PORT [default: 127.0.0.1 and a free port].
+    #[arg(long, value_name = "[HOST:]PORT")]
+    pub api_port: Option<String>,
+    /// Extra names for the API certificate (repeatable, comma-separated).
+    #[arg(long = "tls-san", value_name = "SAN")]
+    pub tls_san: Vec<String>,
+    /// Cluster join token [default: 128 random bits]. Prefer $TOPGUN_TOKEN:
+    /// arguments are visible to every user of the machine.
+    #[arg(long, env = "TOPGUN_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// An extra k3s argument for the nodes a filter picks: ARG@FILTER,
+    /// e.g. `--disable=traefik@server:*`.
+    #[arg(long = "k3s-arg", value_name = "ARG@FILTER")]
+    pub k3s_arg: Vec<String>,
+    /// An environment variable for the nodes a filter picks: KEY=VALUE[@FILTER].
+    #[arg(short = 'e', long = "env", value_name = "KEY=VALUE[@FILTER]")]
+    pub env: Vec<String>,
+    /// A volume for the nodes a filter picks: SRC:DEST[:ro][@FILTER].
+    #[arg(short = 'v', long = "volume", value_name = "SRC:DEST[@FILTER]")]
+    pub volume: Vec<String>,
+    /// A port to publish on the nodes a filter picks: [HOST:][HOSTPORT:]PORT[/PROTO][@FILTER].
+    #[arg(short = 'p', long = "port", value_name = "PORTS[@FILTER]")]
+    pub port: Vec<String>,
+    /// Do not put a load balancer in front of the servers.
+    #[arg(long)]
+    pub no_lb: bool,
+    /// Load balancer image [default: a pinned haproxy, or $TOPGUN_LB_IMAGE].
+    #[arg(long, env = "TOPGUN_LB_IMAGE")]
+    pub lb_image: Option<String>,
+    /// How long to wait for the whole cluster to be ready, e.g. 90s or 3m.
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub timeout: Option<Duration>,
+    /// Keep what was created when creation fails (for debugging).
+    #[arg(long)]
+    pub no_rollback: bool,
+    /// Do not merge the kubeconfig into $KUBECONFIG or ~/.kube/config.
+    #[arg(long)]
+    pub no_kubeconfig: bool,
+    /// Make the new cluster the current kubeconfig context.
+    #[arg(long)]
+    pub switch_context: bool,
+    /// Output format of the result.
+    #[arg(short, long, value_enum, default_value_t)]
+    pub output: OutputFormat,
+}
+
+/// The datastore kinds `--datastore` accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DatastoreKind {
+    /// k3s's own store: SQLite for one server, embedded etcd for several.
+    Embedded,
+    /// An etcd cluster that topgun provisions, with mutual TLS.
+    Etcd,
+}
+
+/// Arguments of `topgun delete`.
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("which").required(true).args(["names", "all"]))]
+pub struct DeleteArgs {
+    /// Clusters to delete.
+    pub names: Vec<String>,
+    /// Delete every topgun cluster.
+    #[arg(long)]
+    pub all: bool,
+}
+
+/// Arguments of `topgun list`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t)]
+    pub output: OutputFormat,
+}
+
+/// Arguments of `topgun status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The cluster.
+    pub name: String,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t)]
+    pub output: OutputFormat,
+}
+
+/// Arguments of `topgun kubeconfig`.
+#[derive(Debug, Args)]
+pub struct KubeconfigArgs {
+    /// What to do with the kubeconfig.
+    #[command(subcommand)]
+    pub command: KubeconfigCommand,
+}
+
+/// `topgun kubeconfig get|merge`.
+#[derive(Debug, Subcommand)]
+pub enum KubeconfigCommand {
+    /// Print the cluster's kubeconfig to stdout.
+    Get {
+        /// The cluster.
+        name: String,
+    },
+    /// Merge the cluster's kubeconfig into $KUBECONFIG or ~/.kube/config.
+    Merge {
+        /// The cluster.
+        name: String,
+        /// The file to merge into [default: first path of $KUBECONFIG, else ~/.kube/config].
+        #[arg(long, value_name = "FILE")]
+        kubeconfig: Option<PathBuf>,
+        /// Make it the current context.
+        #[arg(long)]
+        switch_context: bool,
+    },
+}
+
+/// Parses `90s`, `3m`, `1m30s`, `500ms` or a bare number of seconds.
+pub fn parse_duration(input: &str) -> Result<Duration, String> {
+    let err = || format!("invalid duration {input:?}: use e.g. 90s, 3m, 1m30s or 500ms");
+    if let Ok(secs) = input.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = input;
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(err)?;
+        if digits == 0 {
+            return Err(err());
+        }
+        let value: u64 = rest[..digits].parse().map_err(|_| err())?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        total += match &rest[..unit_len] {
+            "ms" => Duration::from_millis(value),
+            "s" => Duration::from_secs(value),
+            "m" => Duration::from_secs(value * 60),
+            "h" => Duration::from_secs(value * 3600),
+            _ => return Err(err()),
+        };
+        rest = &rest[unit_len..];
+    }
+    if total.is_zero() {
+        return Err(format!(
+            "invalid duration {input:?}: must be more than zero"
+        ));
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        let cases = [
+            ("90", Some(90_000)),
+            ("90s", Some(90_000)),
+            ("3m", Some(180_000)),
+            ("1m30s", Some(90_000)),
+            ("500ms", Some(500)),
+            ("0s", None),
+            ("", None),
+            ("s", None),
+            ("5x", None),
+            ("-5s", None),
+        ];
+        for (input, expected) in cases {
+            let got = parse_duration(input).ok().map(|d| d.as_millis() as u64);
+            assert_eq!(got, expected, "{input:?}");
+        }
+    }
+}

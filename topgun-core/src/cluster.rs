@@ -1,0 +1,110 @@
+//! [`Cluster`]: a handle for programs that embed topgun.
+
+use std::future::Future;
+
+use bollard::Docker;
+
+use crate::kubeconfig::KubeconfigYaml;
+use crate::lifecycle::{self, ClusterStatus, DeleteOptions, DeleteTarget, Deleted};
+use crate::runtime::{self, CreateOptions, Created};
+use crate::spec::ClusterSpec;
+use crate::{Error, Result};
+
+/// A cluster on a Docker engine, by name. It holds no other state: every
+/// call asks Docker (by labels).
+#[derive(Debug, Clone)]
+pub struct Cluster {
+    docker: Docker,
+    name: String,
+    created: Option<Box<Created>>,
+}
+
+impl Cluster {
+    /// Creates the cluster `spec` describes, with default options.
+    pub async fn create(docker: Docker, spec: &ClusterSpec) -> Result<Cluster> {
+        Cluster::create_with(docker, spec, &CreateOptions::default()).await
+    }
+
+    /// Creates the cluster with `options` (progress, kubeconfig merge).
+    pub async fn create_with(
+        docker: Docker,
+        spec: &ClusterSpec,
+        options: &CreateOptions,
+    ) -> Result<Cluster> {
+        Cluster::create_until(docker, spec, options, std::future::pending::<()>()).await
+    }
+
+    /// Creates the cluster, or rolls back and returns [`Error::Cancelled`]
+    /// when `cancel` completes first.
+    pub async fn create_until<F: Future<Output = ()>>(
+        docker: Docker,
+        spec: &ClusterSpec,
+        options: &CreateOptions,
+        cancel: F,
+    ) -> Result<Cluster> {
+        let created = runtime::create_until(&docker, spec, options, cancel).await?;
+        Ok(Cluster {
+            docker,
+            name: created.name.clone(),
+            created: Some(Box::new(created)),
+        })
+    }
+
+    /// A handle on an existing cluster; [`Error::ClusterNotFound`] if no
+    /// container carries its label.
+    pub async fn open(docker: Docker, name: &str) -> Result<Cluster> {
+        let found = lifecycle::list(&docker)
+            .await?
+            .into_iter()
+            .any(|c| c.name == name);
+        if !found {
+            return Err(Error::ClusterNotFound {
+                name: name.to_owned(),
+            });
+        }
+        Ok(Cluster {
+            docker,
+            name: name.to_owned(),
+            created: None,
+        })
+    }
+
+    /// The cluster name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The Docker client.
+    pub fn docker(&self) -> &Docker {
+        &self.docker
+    }
+
+    /// What the create reported, when this handle came from a create.
+    pub fn created(&self) -> Option<&Created> {
+        self.created.as_deref()
+    }
+
+    /// The cluster's status (see [`lifecycle::status`]).
+    pub async fn status(&self) -> Result<ClusterStatus> {
+        lifecycle::status(&self.docker, &self.name).await
+    }
+
+    /// The cluster's kubeconfig (see [`lifecycle::kubeconfig`]).
+    pub async fn kubeconfig(&self) -> Result<KubeconfigYaml> {
+        match &self.created {
+            Some(c) => Ok(c.kubeconfig.clone()),
+            None => lifecycle::kubeconfig(&self.docker, &self.name).await,
+        }
+    }
+
+    /// Deletes the cluster and its kubeconfig entries (see
+    /// [`lifecycle::delete`]).
+    pub async fn delete(self) -> Result<Deleted> {
+        self.delete_with(&DeleteOptions::default()).await
+    }
+
+    /// Deletes the cluster with `options`.
+    pub async fn delete_with(self, options: &DeleteOptions) -> Result<Deleted> {
+        lifecycle::delete(&self.docker, &DeleteTarget::Name(self.name), options).await
+    }
+}

@@ -1,0 +1,30 @@
+//! The Docker labels topgun puts on every resource it creates. They are the
+//! only state topgun keeps: `list`, `status`, `delete` and rollback rebuild
+//! everything from them. Labels never hold secrets.
+
+/// The cluster name (as given, mixed case kept).
+pub const CLUSTER: &str = "dev.topgun.cluster";
+/// The id of the `create` run that made the resource; rollback finds by it.
+pub const RUN: &str = "dev.topgun.run";
+/// `server`, `agent`, `etcd`, `loadbalancer`, or `network` for the network.
+pub const ROLE: &str = "dev.topgun.role";
+/// The node's index within its role.
+pub const INDEX: &str = "dev.topgun.index";
+/// The version of topgun that made the resource.
+pub const VERSION: &str = "dev.topgun.version";
+/// The host address the API is published on (containers only).
+pub const API_HOST: &str = "dev.topgun.api-host";
+/// `embedded`, `etcd` or `external` (containers only).
+pub const DATASTORE: &str = "dev.topgun.datastore";
+/// The cluster network's name (containers only).
+pub const NETWORK: &str = "dev.topgun.network";
+/// The node's hostname, lowercased (containers only).
+pub const HOSTNAME: &str = "dev.topgun.hostname";
+
+/// The role label value of the network.
+pub const ROLE_NETWORK: &str = "network";
+
+/// A Docker label filter `KEY=VALUE`.
+pub fn filter(key: &str, value: &str) -> String {
+    format!("{key}={value}")
+}

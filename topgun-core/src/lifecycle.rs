@@ -1,0 +1,727 @@
+//! Clusters after create, rebuilt from Docker labels alone (no local state
+//! file): [`list`], [`status`], [`kubeconfig`] and [`delete`].
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+
+use bollard::Docker;
+use bollard::models::{ContainerInspectResponse, ContainerSummary};
+use futures_util::future::join_all;
+use serde::Serialize;
+use topgun_etcd::{Checker, ClientConfig, ClientTls, ClusterHealth, MemberStatus};
+use topgun_tls::KeyPem;
+
+use crate::api::{self, BackendState};
+use crate::docker::{self as dockerx, Removal};
+use crate::kubeconfig::{self, KubeconfigYaml};
+use crate::plan::{API_PORT, ETCD_CLIENT_DIR, KUBECONFIG_PATH, LB_STATS_PORT};
+use crate::runtime::host_port;
+use crate::spec::Role;
+use crate::{Error, Result, archive, labels};
+
+/// How many nodes of a role exist and run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Count {
+    /// Running.
+    pub running: u32,
+    /// In total (running or not).
+    pub total: u32,
+}
+
+/// One cluster as `list` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct ClusterSummary {
+    /// The cluster name.
+    pub name: String,
+    /// k3s servers.
+    pub servers: Count,
+    /// k3s agents.
+    pub agents: Count,
+    /// etcd members.
+    pub etcd: Count,
+    /// Whether it has a load balancer (and whether it runs).
+    pub loadbalancer: Option<bool>,
+    /// `embedded`, `etcd` or `external` (`None` for leftovers without nodes).
+    pub datastore: Option<String>,
+    /// The API URL, when the container publishing it runs.
+    pub server: Option<String>,
+    /// Whether the network exists.
+    pub network: bool,
+    /// Labelled volumes.
+    pub volumes: u32,
+}
+
+fn label<'a>(labels: &'a Option<HashMap<String, String>>, key: &str) -> Option<&'a str> {
+    labels.as_ref()?.get(key).map(String::as_str)
+}
+
+fn role_of(c: &Option<HashMap<String, String>>) -> Option<Role> {
+    label(c, labels::ROLE).and_then(Role::from_label)
+}
+
+fn index_of(c: &Option<HashMap<String, String>>) -> u32 {
+    label(c, labels::INDEX)
+        .and_then(|i| i.parse().ok())
+        .unwrap_or_default()
+}
+
+fn dial_host(api_host: Option<&str>) -> IpAddr {
+    let host: IpAddr = api_host
+        .and_then(|h| h.parse().ok())
+        .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    crate::spec::ApiEndpoint { host, port: None }.dial_host()
+}
+
+fn server_url(host: IpAddr, port: u16) -> String {
+    format!("https://{}", SocketAddr::new(host, port))
+}
+
+/// The container that publishes the API: the load balancer, else server-0.
+fn api_container(containers: &[ContainerSummary]) -> Option<&ContainerSummary> {
+    containers
+        .iter()
+        .find(|c| role_of(&c.labels) == Some(Role::LoadBalancer))
+        .or_else(|| {
+            containers
+                .iter()
+                .find(|c| role_of(&c.labels) == Some(Role::Server) && index_of(&c.labels) == 0)
+        })
+}
+
+fn summary_api_url(c: &ContainerSummary) -> Option<String> {
+    let port = c
+        .ports
+        .as_ref()?
+        .iter()
+        .find(|p| p.private_port == API_PORT && p.public_port.is_some())?
+        .public_port?;
+    Some(server_url(
+        dial_host(label(&c.labels, labels::API_HOST)),
+        port,
+    ))
+}
+
+/// Every cluster topgun made on this engine, rebuilt from labels. Clusters
+/// that are only leftovers (a network or volumes) are listed too.
+pub async fn list(docker: &Docker) -> Result<Vec<ClusterSummary>> {
+    let filter = dockerx::has_label(labels::CLUSTER);
+    let (containers, networks, volumes) = tokio::try_join!(
+        dockerx::containers(docker, filter.clone()),
+        dockerx::networks(docker, filter.clone()),
+        dockerx::volumes(docker, filter),
+    )?;
+    let mut by_name: BTreeMap<String, ClusterSummary> = BTreeMap::new();
+    let entry = |map: &mut BTreeMap<String, ClusterSummary>, name: &str| {
+        map.entry(name.to_owned())
+            .or_insert_with(|| ClusterSummary {
+                name: name.to_owned(),
+                servers: Count::default(),
+                agents: Count::default(),
+                etcd: Count::default(),
+                loadbalancer: None,
+                datastore: None,
+                server: None,
+                network: false,
+                volumes: 0,
+            })
+            .name
+            .clone()
+    };
+    let mut grouped: BTreeMap<String, Vec<ContainerSummary>> = BTreeMap::new();
+    for c in containers {
+        if let Some(name) = label(&c.labels, labels::CLUSTER) {
+            entry(&mut by_name, name);
+            grouped.entry(name.to_owned()).or_default().push(c);
+        }
+    }
+    for n in networks {
+        if let Some(name) = label(&n.labels, labels::CLUSTER) {
+            let key = entry(&mut by_name, name);
+            by_name.get_mut(&key).expect("inserted").network = true;
+        }
+    }
+    for v in volumes {
+        let l = Some(v.labels.clone());
+        if let Some(name) = label(&l, labels::CLUSTER) {
+            let key = entry(&mut by_name, name);
+            by_name.get_mut(&key).expect("inserted").volumes += 1;
+        }
+    }
+    for (name, containers) in &grouped {
+        let s = by_name.get_mut(name).expect("inserted");
+        for c in containers {
+            let running = c
+                .state
+                .as_ref()
+                .is_some_and(|st| st.to_string() == "running");
+            let count = match role_of(&c.labels) {
+                Some(Role::Server) => &mut s.servers,
+                Some(Role::Agent) => &mut s.agents,
+                Some(Role::Etcd) => &mut s.etcd,
+                Some(Role::LoadBalancer) => {
+                    s.loadbalancer = Some(running || s.loadbalancer == Some(true));
+                    continue;
+                }
+                None => continue,
+            };
+            count.total += 1;
+            count.running += u32::from(running);
+            if s.datastore.is_none() {
+                s.datastore = label(&c.labels, labels::DATASTORE).map(str::to_owned);
+            }
+        }
+        s.server = api_container(containers).and_then(summary_api_url);
+    }
+    Ok(by_name.into_values().collect())
+}
+
+/// The containers of cluster `name`, or [`Error::ClusterNotFound`].
+async fn cluster_containers(docker: &Docker, name: &str) -> Result<Vec<ContainerSummary>> {
+    let containers =
+        dockerx::containers(docker, dockerx::label_filters(&[(labels::CLUSTER, name)])).await?;
+    if containers.is_empty() {
+        return Err(Error::ClusterNotFound {
+            name: name.to_owned(),
+        });
+    }
+    Ok(containers)
+}
+
+/// One node as `status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NodeStatus {
+    /// The container name.
+    pub name: String,
+    /// The role.
+    pub role: Role,
+    /// The index within the role.
+    pub index: u32,
+    /// Docker's state: `running`, `exited`, `restarting`, ...
+    pub state: String,
+    /// The address on the cluster network.
+    pub ip: Option<String>,
+    /// How often Docker restarted it.
+    pub restarts: i64,
+}
+
+/// The etcd part of a status.
+#[derive(Debug, Clone, Serialize)]
+pub struct EtcdStatus {
+    /// The verdict (`None` when it could not be checked).
+    pub health: Option<ClusterHealth>,
+    /// Every member's status, in member order.
+    pub members: Vec<MemberStatus>,
+    /// Why the check could not be made.
+    pub error: Option<String>,
+}
+
+/// The API part of a status.
+#[derive(Debug, Clone, Serialize)]
+pub struct ApiStatus {
+    /// The API URL (`https://<api host>:<port>`).
+    pub server: Option<String>,
+    /// Whether `/readyz` answered ok.
+    pub ready: bool,
+    /// The answer or the error.
+    pub detail: String,
+    /// Whether the API certificate covers the kubeconfig's host, as kubectl
+    /// would check it (`None` when not checked).
+    pub host_covered: Option<bool>,
+    /// Why it is not covered, and the fix.
+    pub coverage_detail: Option<String>,
+}
+
+/// A cluster's health, from Docker, haproxy, etcd and the API.
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct ClusterStatus {
+    /// The cluster name.
+    pub name: String,
+    /// `embedded`, `etcd` or `external`.
+    pub datastore: Option<String>,
+    /// Every node.
+    pub nodes: Vec<NodeStatus>,
+    /// The load balancer's backends as haproxy sees them (`None` without a
+    /// load balancer).
+    pub loadbalancer: Option<Vec<BackendState>>,
+    /// Why the backends could not be read.
+    pub loadbalancer_error: Option<String>,
+    /// etcd's verdict (`None` unless topgun runs etcd).
+    pub etcd: Option<EtcdStatus>,
+    /// The API.
+    pub api: ApiStatus,
+    /// Whether everything is well: nodes running, backends up, etcd healthy,
+    /// API ready and covered.
+    pub healthy: bool,
+}
+
+fn node_status(
+    c: &ContainerSummary,
+    info: Option<&ContainerInspectResponse>,
+) -> Option<NodeStatus> {
+    let role = role_of(&c.labels)?;
+    let network = label(&c.labels, labels::NETWORK);
+    let ip = info
+        .and_then(|i| i.network_settings.as_ref())
+        .and_then(|n| n.networks.as_ref())
+        .and_then(|n| {
+            network
+                .and_then(|net| n.get(net))
+                .or_else(|| n.values().next())
+        })
+        .and_then(|e| {
+            e.ip_address
+                .clone()
+                .filter(|ip| !ip.is_empty())
+                .or_else(|| e.ipam_config.as_ref()?.ipv4_address.clone())
+        });
+    Some(NodeStatus {
+        name: dockerx::summary_name(c),
+        role,
+        index: index_of(&c.labels),
+        state: c
+            .state
+            .as_ref()
+            .map(|s| s.to_string())
+            .unwrap_or_else(|| "unknown".to_owned()),
+        ip,
+        restarts: info.and_then(|i| i.restart_count).unwrap_or_default(),
+    })
+}
+
+/// The status of cluster `name`: nodes (role, state, IP, restarts), the
+/// load balancer's backends, etcd's verdict (with topgun's client
+/// certificate, read back from an etcd member), API readiness, and whether
+/// the API certificate covers the kubeconfig's host.
+pub async fn status(docker: &Docker, name: &str) -> Result<ClusterStatus> {
+    let containers = cluster_containers(docker, name).await?;
+    let infos = join_all(containers.iter().map(|c| {
+        let id = c.id.clone().unwrap_or_default();
+        async move { dockerx::inspect(docker, &id).await.ok() }
+    }))
+    .await;
+    let mut nodes: Vec<NodeStatus> = containers
+        .iter()
+        .zip(&infos)
+        .filter_map(|(c, i)| node_status(c, i.as_ref()))
+        .collect();
+    nodes.sort_by_key(|n| (role_rank(n.role), n.index));
+    let datastore = containers
+        .iter()
+        .find_map(|c| label(&c.labels, labels::DATASTORE))
+        .map(str::to_owned);
+    let infos_by_name: HashMap<String, &ContainerInspectResponse> = containers
+        .iter()
+        .zip(&infos)
+        .filter_map(|(c, i)| Some((dockerx::summary_name(c), i.as_ref()?)))
+        .collect();
+
+    let lb = nodes.iter().find(|n| n.role == Role::LoadBalancer);
+    let (loadbalancer, loadbalancer_error) = match lb {
+        None => (None, None),
+        Some(lb) => match infos_by_name
+            .get(&lb.name)
+            .and_then(|i| host_port(i, LB_STATS_PORT))
+        {
+            None => (
+                Some(Vec::new()),
+                Some(format!("{} is not running", lb.name)),
+            ),
+            Some(port) => match api::haproxy_backends(port).await {
+                Ok(b) => (
+                    Some(
+                        b.into_iter()
+                            .filter(|b| b.backend == crate::plan::loadbalancer::API_BACKEND)
+                            .collect(),
+                    ),
+                    None,
+                ),
+                Err(e) => (Some(Vec::new()), Some(e)),
+            },
+        },
+    };
+
+    let etcd_nodes: Vec<&NodeStatus> = nodes.iter().filter(|n| n.role == Role::Etcd).collect();
+    let etcd = if etcd_nodes.is_empty() {
+        None
+    } else {
+        Some(etcd_status(docker, &etcd_nodes, &infos_by_name).await)
+    };
+
+    let api = api_status(docker, name, &containers, &nodes, &infos_by_name).await;
+
+    let healthy = nodes.iter().all(|n| n.state == "running")
+        && loadbalancer_error.is_none()
+        && loadbalancer
+            .as_ref()
+            .is_none_or(|b| !b.is_empty() && b.iter().all(|b| b.status.starts_with("UP")))
+        && etcd
+            .as_ref()
+            .is_none_or(|e| e.health.as_ref().is_some_and(|h| h.is_healthy()))
+        && api.ready
+        && api.host_covered == Some(true);
+    Ok(ClusterStatus {
+        name: name.to_owned(),
+        datastore,
+        nodes,
+        loadbalancer,
+        loadbalancer_error,
+        etcd,
+        api,
+        healthy,
+    })
+}
+
+fn role_rank(r: Role) -> u8 {
+    match r {
+        Role::Etcd => 0,
+        Role::Server => 1,
+        Role::LoadBalancer => 2,
+        Role::Agent => 3,
+    }
+}
+
+/// topgun's etcd client certificate, read back from any etcd member.
+async fn etcd_client_tls(docker: &Docker, members: &[&NodeStatus]) -> Result<ClientTls> {
+    let mut last = None;
+    for m in members {
+        let read = |file: &'static str| {
+            let path = format!("{ETCD_CLIENT_DIR}/{file}");
+            async move {
+                let bytes = archive::read_file(docker, &m.name, &path).await?;
+                String::from_utf8(bytes)
+                    .map_err(|_| Error::Kubeconfig(format!("{path} is not PEM text")))
+            }
+        };
+        match tokio::try_join!(read("ca.crt"), read("client.crt"), read("client.key")) {
+            Ok((ca, cert, key)) => {
+                return Ok(ClientTls::from_pem(ca, Some((cert, KeyPem::new(key)))));
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or(Error::ClusterNotFound {
+        name: "etcd".to_owned(),
+    }))
+}
+
+async fn etcd_status(
+    docker: &Docker,
+    members: &[&NodeStatus],
+    infos: &HashMap<String, &ContainerInspectResponse>,
+) -> EtcdStatus {
+    let tls = match etcd_client_tls(docker, members).await {
+        Ok(t) => t,
+        Err(e) => {
+            return EtcdStatus {
+                health: None,
+                members: Vec::new(),
+                error: Some(format!("cannot read topgun's etcd client certificate: {e}")),
+            };
+        }
+    };
+    // Running members are asked through their published client port;
+    // stopped ones count as unreachable, so the verdict sees the whole
+    // cluster.
+    let mut endpoints = Vec::new();
+    let mut slots: Vec<Option<usize>> = Vec::new();
+    for m in members {
+        // Only the client port is published.
+        let port = infos.get(&m.name).and_then(|i| {
+            i.network_settings
+                .as_ref()?
+                .ports
+                .as_ref()?
+                .values()
+                .flatten()
+                .flatten()
+                .find_map(|b| b.host_port.as_deref()?.parse::<u16>().ok())
+        });
+        match port {
+            Some(port) if m.state == "running" => {
+                slots.push(Some(endpoints.len()));
+                endpoints.push(format!("https://127.0.0.1:{port}"));
+            }
+            _ => slots.push(None),
+        }
+    }
+    let answered = if endpoints.is_empty() {
+        Ok(Vec::new())
+    } else {
+        match Checker::connect(&endpoints, &ClientConfig::with_tls(tls)).await {
+            Ok(checker) => Ok(checker.statuses().await),
+            Err(e) => Err(e),
+        }
+    };
+    match answered {
+        Err(e) => EtcdStatus {
+            health: None,
+            members: Vec::new(),
+            error: Some(e.to_string()),
+        },
+        Ok(answered) => {
+            let statuses: Vec<MemberStatus> = members
+                .iter()
+                .zip(&slots)
+                .map(|(m, slot)| match slot {
+                    Some(i) => answered[*i].clone(),
+                    None => MemberStatus::unreachable(
+                        m.name.clone(),
+                        format!("container is {}", m.state),
+                    ),
+                })
+                .collect();
+            let health = topgun_etcd::assess(&statuses);
+            EtcdStatus {
+                health: Some(health),
+                members: statuses,
+                error: None,
+            }
+        }
+    }
+}
+
+async fn api_status(
+    docker: &Docker,
+    name: &str,
+    containers: &[ContainerSummary],
+    nodes: &[NodeStatus],
+    infos: &HashMap<String, &ContainerInspectResponse>,
+) -> ApiStatus {
+    let mut status = ApiStatus {
+        server: api_container(containers).and_then(summary_api_url),
+        ready: false,
+        detail: String::new(),
+        host_covered: None,
+        coverage_detail: None,
+    };
+    let kubeconfig = match read_kubeconfig(docker, name, containers, nodes, infos).await {
+        Ok(k) => k,
+        Err(e) => {
+            status.detail = e.to_string();
+            return status;
+        }
+    };
+    let (host, port) = match status
+        .server
+        .as_deref()
+        .and_then(|s| s.strip_prefix("https://")?.parse::<SocketAddr>().ok())
+    {
+        Some(addr) => (addr.ip(), addr.port()),
+        None => {
+            status.detail = "the API is not published (its container is not running)".to_owned();
+            return status;
+        }
+    };
+    let (ready, coverage) = tokio::join!(
+        async {
+            let creds = kubeconfig::credentials(&kubeconfig)?;
+            Ok::<_, Error>(api::readyz(host, port, &creds).await)
+        },
+        async {
+            let parsed = topgun_tls::kubeconfig::Kubeconfig::from_yaml(kubeconfig.expose())?;
+            Ok::<_, Error>(topgun_tls::check_kubeconfig(&parsed, None, None).await?)
+        }
+    );
+    match ready {
+        Ok(Ok((200, body))) => {
+            status.ready = true;
+            status.detail = body.trim().to_owned();
+        }
+        Ok(Ok((code, body))) => {
+            status.detail = format!("HTTP {code}: {}", body.lines().last().unwrap_or_default())
+        }
+        Ok(Err(e)) => status.detail = e,
+        Err(e) => status.detail = e.to_string(),
+    }
+    match coverage {
+        Ok(check) => {
+            status.host_covered = Some(check.covered);
+            if !check.covered {
+                status.coverage_detail = Some(match check.diagnosis() {
+                    Some(d) => format!("{d:?}"),
+                    None => format!("{} is not covered", check.host()),
+                });
+            }
+        }
+        Err(e) => status.coverage_detail = Some(e.to_string()),
+    }
+    status
+}
+
+async fn read_kubeconfig(
+    docker: &Docker,
+    name: &str,
+    containers: &[ContainerSummary],
+    nodes: &[NodeStatus],
+    infos: &HashMap<String, &ContainerInspectResponse>,
+) -> Result<KubeconfigYaml> {
+    let api = api_container(containers).ok_or_else(|| Error::ClusterNotFound {
+        name: name.to_owned(),
+    })?;
+    let api_name = dockerx::summary_name(api);
+    let port = infos
+        .get(&api_name)
+        .and_then(|i| host_port(i, API_PORT))
+        .ok_or_else(|| Error::Api {
+            url: api_name.clone(),
+            reason: "the API is not published: the container is not running".to_owned(),
+        })?;
+    let server = server_url(dial_host(label(&api.labels, labels::API_HOST)), port);
+    // Prefer running servers, server-0 first.
+    let mut servers: Vec<&NodeStatus> = nodes.iter().filter(|n| n.role == Role::Server).collect();
+    servers.sort_by_key(|n| (n.state != "running", n.index));
+    let mut last = None;
+    for s in servers {
+        match archive::read_file(docker, &s.name, KUBECONFIG_PATH).await {
+            Ok(bytes) => {
+                let text = String::from_utf8(bytes)
+                    .map_err(|_| Error::Kubeconfig(format!("{KUBECONFIG_PATH} is not UTF-8")))?;
+                return kubeconfig::rewrite(&text, name, &server);
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| Error::Kubeconfig(format!("cluster {name} has no server"))))
+}
+
+/// The kubeconfig of cluster `name`: read from a server through the archive
+/// API, server rewritten to the published API, entries named
+/// `topgun-<name>`.
+pub async fn kubeconfig(docker: &Docker, name: &str) -> Result<KubeconfigYaml> {
+    let containers = cluster_containers(docker, name).await?;
+    let infos = join_all(containers.iter().map(|c| {
+        let id = c.id.clone().unwrap_or_default();
+        async move { dockerx::inspect(docker, &id).await.ok() }
+    }))
+    .await;
+    let nodes: Vec<NodeStatus> = containers
+        .iter()
+        .zip(&infos)
+        .filter_map(|(c, i)| node_status(c, i.as_ref()))
+        .collect();
+    let infos_by_name: HashMap<String, &ContainerInspectResponse> = containers
+        .iter()
+        .zip(&infos)
+        .filter_map(|(c, i)| Some((dockerx::summary_name(c), i.as_ref()?)))
+        .collect();
+    read_kubeconfig(docker, name, &containers, &nodes, &infos_by_name).await
+}
+
+/// What to delete.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeleteTarget {
+    /// One cluster.
+    Name(String),
+    /// Every cluster topgun made on this engine.
+    All,
+}
+
+/// How to delete.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct DeleteOptions {
+    /// The kubeconfig to remove entries from; `None` is the default path
+    /// (`$KUBECONFIG`'s first path or `~/.kube/config`).
+    pub kubeconfig: Option<PathBuf>,
+    /// Leave kubeconfig entries alone.
+    pub keep_kubeconfig: bool,
+}
+
+impl DeleteOptions {
+    /// Removes the cluster's entries from the default kubeconfig.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Removes the entries from `path` instead.
+    pub fn kubeconfig(mut self, path: PathBuf) -> Self {
+        self.kubeconfig = Some(path);
+        self
+    }
+
+    /// Leaves kubeconfig entries alone.
+    pub fn keep_kubeconfig(mut self, keep: bool) -> Self {
+        self.keep_kubeconfig = keep;
+        self
+    }
+}
+
+/// What a delete removed.
+#[derive(Debug, Clone, Default, Serialize)]
+#[non_exhaustive]
+pub struct Deleted {
+    /// The clusters found.
+    pub clusters: Vec<String>,
+    /// The Docker resources removed.
+    pub removed: Removal,
+    /// The clusters whose kubeconfig entries were removed.
+    pub kubeconfig_entries: Vec<String>,
+    /// The kubeconfig file that was edited.
+    pub kubeconfig_path: Option<PathBuf>,
+}
+
+/// Deletes a cluster (or all) by labels: containers (stopped ones too),
+/// volumes, networks, and the kubeconfig entries topgun merged. Works on
+/// half-made clusters; deleting what does not exist is a successful no-op.
+pub async fn delete(
+    docker: &Docker,
+    target: &DeleteTarget,
+    options: &DeleteOptions,
+) -> Result<Deleted> {
+    let (filters, mut names) = match target {
+        DeleteTarget::Name(name) => (
+            dockerx::label_filters(&[(labels::CLUSTER, name)]),
+            vec![name.clone()],
+        ),
+        DeleteTarget::All => {
+            let names: Vec<String> = list(docker).await?.into_iter().map(|c| c.name).collect();
+            (dockerx::has_label(labels::CLUSTER), names)
+        }
+    };
+    let removed = dockerx::remove_by_labels(docker, filters, std::time::Duration::ZERO).await?;
+    if !removed.failed.is_empty() {
+        return Err(Error::RemoveIncomplete {
+            leftovers: removed.failed,
+        });
+    }
+    let mut deleted = Deleted {
+        clusters: Vec::new(),
+        removed,
+        kubeconfig_entries: Vec::new(),
+        kubeconfig_path: None,
+    };
+    if !options.keep_kubeconfig {
+        let path = match &options.kubeconfig {
+            Some(p) => Some(p.clone()),
+            None => kubeconfig::default_path().ok(),
+        };
+        if let Some(path) = path {
+            if *target == DeleteTarget::All {
+                for n in kubeconfig::merged_clusters(&path).unwrap_or_default() {
+                    if !names.contains(&n) {
+                        names.push(n);
+                    }
+                }
+            }
+            for n in &names {
+                if kubeconfig::remove(&path, n)? {
+                    deleted.kubeconfig_entries.push(n.clone());
+                }
+            }
+            deleted.kubeconfig_path = Some(path);
+        }
+    }
+    deleted.clusters = match target {
+        DeleteTarget::Name(n)
+            if deleted.removed.count() > 0 || !deleted.kubeconfig_entries.is_empty() =>
+        {
+            vec![n.clone()]
+        }
+        DeleteTarget::Name(_) => Vec::new(),
+        DeleteTarget::All => names,
+    };
+    Ok(deleted)
+}

@@ -1,0 +1,951 @@
+//! The pure plan: a validated [`ClusterSpec`] plus the values the runtime
+//! resolved ([`PlanContext`]: run id, token, subnet, images, certificates)
+//! become an ordered [`ClusterPlan`]: the network, volumes, files and full
+//! Docker container bodies, and the start phases with their readiness gates.
+//!
+//! Nothing here talks to Docker, reads files or draws random numbers, so the
+//! plan is snapshot-tested.
+
+pub mod loadbalancer;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, Ipv4Addr};
+
+use bollard::models::{
+    ContainerCreateBody, EndpointIpamConfig, EndpointSettings, HostConfig,
+    HostConfigCgroupnsModeEnum, Ipam, IpamConfig, Mount, MountType, NetworkCreateRequest,
+    NetworkingConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum, VolumeCreateRequest,
+};
+use serde::Serialize;
+use topgun_etcd::plan::{EtcdPki, FileContents, PlannedFile};
+use topgun_etcd::{EtcdClusterSpec, EtcdPlan};
+use topgun_tls::{KeyPem, San};
+
+use crate::images::ImageSet;
+use crate::labels;
+use crate::spec::{
+    CgroupnsMode, ClusterSpec, Datastore, EndpointKind, NodeFilter, Protocol, Role, Subnet, Token,
+};
+use crate::{Error, Result};
+
+/// Where k3s writes its kubeconfig (`K3S_KUBECONFIG_OUTPUT`), read back
+/// through the archive API.
+pub const KUBECONFIG_PATH: &str = "/output/kubeconfig.yaml";
+/// The API port inside servers and the load balancer.
+pub const API_PORT: u16 = 6443;
+/// The haproxy stats port inside the load balancer.
+pub const LB_STATS_PORT: u16 = 8404;
+/// Where the load balancer's config goes (the official haproxy image's path).
+pub const LB_CONFIG_PATH: &str = "/usr/local/etc/haproxy/haproxy.cfg";
+/// Where datastore TLS files go in servers.
+pub const DATASTORE_DIR: &str = "/etc/topgun/datastore";
+/// Where topgun's own etcd client certificate goes in etcd members, for
+/// `status` to read back (no local state file).
+pub const ETCD_CLIENT_DIR: &str = "/etc/topgun/etcd-client";
+/// Volumes the k3s image declares (and that topgun always mounts, labelled).
+pub const K3S_VOLUMES: &[&str] = &[
+    "/var/lib/kubelet",
+    "/var/lib/rancher/k3s",
+    "/var/lib/cni",
+    "/var/log",
+];
+/// The log line of a ready server.
+pub const SERVER_READY: &str = "k3s is up and running";
+/// The log line of an etcd member that serves clients.
+pub const ETCD_SERVING: &str = "serving client traffic";
+/// The log line of a ready agent.
+pub const AGENT_READY: &str = "Successfully registered node";
+
+/// Values the runtime resolves before planning; fixed values make the plan
+/// reproducible.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct PlanContext {
+    /// The id of this create run, put on every resource as a label.
+    pub run_id: String,
+    /// The cluster token.
+    pub token: Token,
+    /// The network's subnet.
+    pub subnet: Subnet,
+    /// The images.
+    pub images: ImageSet,
+    /// Volumes each image declares (from `docker image inspect`); topgun
+    /// mounts a labelled named volume on each so no anonymous volume appears.
+    pub image_volumes: BTreeMap<String, Vec<String>>,
+    /// The etcd certificates (for `Datastore::Etcd`).
+    pub etcd_pki: Option<EtcdPki>,
+    /// The contents of an external datastore's TLS files.
+    pub external_tls: ExternalTls,
+    /// Whether k3s nodes run privileged (see
+    /// [`crate::images::resolve_privileged`]).
+    pub privileged: bool,
+}
+
+impl PlanContext {
+    /// A context with the given values and nothing else (no etcd
+    /// certificates, no external TLS files, no declared volumes).
+    pub fn new(run_id: impl Into<String>, token: Token, subnet: Subnet, images: ImageSet) -> Self {
+        PlanContext {
+            run_id: run_id.into(),
+            token,
+            subnet,
+            images,
+            image_volumes: BTreeMap::new(),
+            etcd_pki: None,
+            external_tls: ExternalTls::default(),
+            privileged: true,
+        }
+    }
+}
+
+/// The contents of an external datastore's TLS files.
+#[derive(Debug, Clone, Default)]
+pub struct ExternalTls {
+    /// The CA certificate, PEM.
+    pub ca: Option<String>,
+    /// The client certificate, PEM.
+    pub cert: Option<String>,
+    /// The client key, PEM.
+    pub key: Option<KeyPem>,
+}
+
+/// Everything a create does, in order.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClusterPlan {
+    /// The cluster name.
+    pub name: String,
+    /// The run id (a label on everything).
+    pub run_id: String,
+    /// The network.
+    pub network: NetworkPlan,
+    /// Every container, in start order.
+    pub nodes: Vec<NodePlan>,
+    /// The start phases, in order.
+    pub phases: Vec<Phase>,
+    /// Where the API is published and how it is reached.
+    pub api: ApiPlan,
+    /// The SANs the API certificate gets from topgun (besides k3s's defaults).
+    pub sans: Vec<San>,
+    /// Things the user should know.
+    pub warnings: Vec<String>,
+    /// The etcd plan (certificates included), when topgun runs etcd.
+    #[serde(skip)]
+    pub etcd: Option<EtcdPlan>,
+}
+
+/// The cluster network.
+#[derive(Debug, Clone, Serialize)]
+pub struct NetworkPlan {
+    /// `topgun-<name>`.
+    pub name: String,
+    /// The subnet.
+    pub subnet: Subnet,
+    /// The create request.
+    pub body: NetworkCreateRequest,
+}
+
+/// A named volume.
+#[derive(Debug, Clone, Serialize)]
+pub struct VolumePlan {
+    /// The volume name.
+    pub name: String,
+    /// The create request.
+    pub body: VolumeCreateRequest,
+}
+
+/// How a node is known to be ready.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Gate {
+    /// A log line; `level=fatal` or the container exiting fails it.
+    LogLine(String),
+    /// The etcd cluster is healthy (checked for all members at once).
+    EtcdHealthy,
+    /// The container is running.
+    Running,
+    /// The load balancer's stats page answers (haproxy loaded its config
+    /// and listens).
+    LoadBalancer,
+}
+
+/// One container.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodePlan {
+    /// The container name, e.g. `topgun-demo-server-0`.
+    pub name: String,
+    /// The hostname: the name lowercased (k3s uses it as the node name).
+    pub hostname: String,
+    /// The role.
+    pub role: Role,
+    /// The index within the role.
+    pub index: u32,
+    /// The static address on the cluster network.
+    pub ip: Ipv4Addr,
+    /// Its named volumes, created (labelled) before the container.
+    pub volumes: Vec<VolumePlan>,
+    /// Files uploaded before start (through the archive API).
+    pub files: Vec<PlannedFile>,
+    /// Empty directories created before start.
+    pub dirs: Vec<String>,
+    /// The readiness gate.
+    pub gate: Gate,
+    /// The full create request.
+    pub body: ContainerCreateBody,
+}
+
+/// A start phase: its nodes start together, and the phase ends when all
+/// their gates pass.
+#[derive(Debug, Clone, Serialize)]
+pub struct Phase {
+    /// What the phase is.
+    pub kind: PhaseKind,
+    /// The container names.
+    pub nodes: Vec<String>,
+}
+
+/// The kinds of phases, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum PhaseKind {
+    /// Network, volumes, containers created and files uploaded.
+    Prepare,
+    /// etcd members, in parallel, until healthy.
+    Etcd,
+    /// server-0, alone (concurrent first boots race).
+    FirstServer,
+    /// The other servers and the load balancer, in parallel.
+    Servers,
+    /// The agents, in parallel (they join through the load balancer).
+    Agents,
+    /// `/readyz` through the published API port.
+    Api,
+    /// The kubeconfig, read, rewritten and checked.
+    Kubeconfig,
+}
+
+impl PhaseKind {
+    /// A short description for progress output.
+    pub fn describe(self) -> &'static str {
+        match self {
+            PhaseKind::Prepare => "network, volumes and containers",
+            PhaseKind::Etcd => "etcd members",
+            PhaseKind::FirstServer => "first server",
+            PhaseKind::Servers => "servers and load balancer",
+            PhaseKind::Agents => "agents",
+            PhaseKind::Api => "API ready",
+            PhaseKind::Kubeconfig => "kubeconfig",
+        }
+    }
+}
+
+/// Where the API is published.
+#[derive(Debug, Clone, Serialize)]
+pub struct ApiPlan {
+    /// The host address it is bound to.
+    pub host: IpAddr,
+    /// The host clients dial (never 0.0.0.0).
+    pub dial_host: IpAddr,
+    /// The host port; `None` lets Docker pick one (read back after start).
+    pub port: Option<u16>,
+    /// The container that publishes it (the load balancer, or server-0).
+    pub container: String,
+    /// The server whose kubeconfig topgun reads.
+    pub kubeconfig_from: String,
+}
+
+impl ClusterPlan {
+    /// Every named volume, in node order.
+    pub fn volumes(&self) -> impl Iterator<Item = &VolumePlan> {
+        self.nodes.iter().flat_map(|n| n.volumes.iter())
+    }
+
+    /// The node named `name`.
+    pub fn node(&self, name: &str) -> Option<&NodePlan> {
+        self.nodes.iter().find(|n| n.name == name)
+    }
+}
+
+/// The address of a node on the cluster network.
+///
+/// Layout of the first /24: gateway .1, load balancer .2, etcd .10-.19,
+/// servers .20-.119, agents .130-.249; Docker's own allocations (for
+/// containers attached later) come from .248/29.
+pub fn node_ip(subnet: &Subnet, role: Role, index: u32) -> Ipv4Addr {
+    let offset = match role {
+        Role::LoadBalancer => 2,
+        Role::Etcd => 10 + index,
+        Role::Server => 20 + index,
+        Role::Agent => 130 + index,
+    };
+    subnet.host(offset)
+}
+
+/// The container name of a node.
+pub fn node_name(cluster: &str, role: Role, index: u32) -> String {
+    match role {
+        Role::LoadBalancer => format!("topgun-{cluster}-lb"),
+        _ => format!("topgun-{cluster}-{}-{index}", role.as_str()),
+    }
+}
+
+/// The network name of a cluster.
+pub fn network_name(cluster: &str) -> String {
+    format!("topgun-{cluster}")
+}
+
+/// Turns a spec and resolved values into a plan. The spec must be valid.
+pub fn plan(spec: &ClusterSpec, ctx: &PlanContext) -> Result<ClusterPlan> {
+    Planner::new(spec, ctx)?.plan()
+}
+
+struct Planner<'a> {
+    spec: &'a ClusterSpec,
+    ctx: &'a PlanContext,
+    name: &'a str,
+    network: String,
+    etcd: Option<EtcdPlan>,
+    sans: Vec<San>,
+    volumes: Vec<VolumePlan>,
+    warnings: Vec<String>,
+}
+
+impl<'a> Planner<'a> {
+    fn new(spec: &'a ClusterSpec, ctx: &'a PlanContext) -> Result<Self> {
+        let name = spec.name.as_str();
+        let mut warnings = spec.warnings();
+        let etcd = match &spec.datastore {
+            Datastore::Etcd(e) => {
+                let subnet = ctx.subnet;
+                let etcd_spec = EtcdClusterSpec::new(spec.name.lowercase())
+                    .with_members(e.members as usize)
+                    .with_image(ctx.images.etcd.clone())
+                    .with_token(format!("topgun-{}-{}", spec.name.lowercase(), ctx.run_id))
+                    .with_addresses(
+                        (0..e.members).map(|i| IpAddr::V4(node_ip(&subnet, Role::Etcd, i))),
+                    );
+                let pki = ctx.etcd_pki.clone().ok_or_else(|| {
+                    Error::invalid(
+                        "plan context",
+                        "has no etcd certificates",
+                        "generate them with EtcdPki::generate",
+                    )
+                })?;
+                let plan = topgun_etcd::plan_with_pki(&etcd_spec, Some(pki))?;
+                warnings.extend(
+                    plan.warnings
+                        .iter()
+                        .filter(|w| !w.contains("odd count"))
+                        .cloned(),
+                );
+                Some(plan)
+            }
+            _ => None,
+        };
+        let mut sans = Vec::new();
+        if !spec.api.host.is_unspecified() {
+            sans.push(San::Ip(spec.api.host));
+        }
+        if spec.loadbalancer.enabled {
+            sans.push(San::dns(&node_name(
+                &spec.name.lowercase(),
+                Role::LoadBalancer,
+                0,
+            ))?);
+        }
+        for san in &spec.tls_san.0 {
+            if !sans.contains(san) {
+                sans.push(san.clone());
+            }
+        }
+        Ok(Planner {
+            spec,
+            ctx,
+            name,
+            network: network_name(name),
+            etcd,
+            sans,
+            volumes: Vec::new(),
+            warnings,
+        })
+    }
+
+    fn labels(&self, role: &str) -> HashMap<String, String> {
+        HashMap::from([
+            (labels::CLUSTER.to_owned(), self.name.to_owned()),
+            (labels::RUN.to_owned(), self.ctx.run_id.clone()),
+            (labels::ROLE.to_owned(), role.to_owned()),
+            (
+                labels::VERSION.to_owned(),
+                env!("CARGO_PKG_VERSION").to_owned(),
+            ),
+        ])
+    }
+
+    fn node_labels(&self, role: Role, index: u32, hostname: &str) -> HashMap<String, String> {
+        let mut l = self.labels(role.as_str());
+        l.insert(labels::INDEX.to_owned(), index.to_string());
+        l.insert(labels::API_HOST.to_owned(), self.spec.api.host.to_string());
+        l.insert(
+            labels::DATASTORE.to_owned(),
+            self.spec.datastore.kind().to_owned(),
+        );
+        l.insert(labels::NETWORK.to_owned(), self.network.clone());
+        l.insert(labels::HOSTNAME.to_owned(), hostname.to_owned());
+        l
+    }
+
+    fn plan(mut self) -> Result<ClusterPlan> {
+        let spec = self.spec;
+        let counts = spec.counts();
+        let mut nodes = Vec::new();
+        for i in 0..counts.etcd {
+            nodes.push(self.etcd_node(i)?);
+        }
+        for i in 0..spec.servers {
+            nodes.push(self.k3s_node(Role::Server, i)?);
+        }
+        if spec.loadbalancer.enabled {
+            nodes.push(self.lb_node()?);
+        }
+        for i in 0..spec.agents {
+            nodes.push(self.k3s_node(Role::Agent, i)?);
+        }
+        let names = |role: Role, skip_first: bool| -> Vec<String> {
+            nodes
+                .iter()
+                .filter(|n| n.role == role && !(skip_first && n.index == 0))
+                .map(|n| n.name.clone())
+                .collect()
+        };
+        let mut phases = Vec::new();
+        let mut push = |kind, nodes: Vec<String>| {
+            if !nodes.is_empty() {
+                phases.push(Phase { kind, nodes });
+            }
+        };
+        push(PhaseKind::Etcd, names(Role::Etcd, false));
+        push(
+            PhaseKind::FirstServer,
+            vec![node_name(self.name, Role::Server, 0)],
+        );
+        let mut servers = names(Role::Server, true);
+        servers.extend(names(Role::LoadBalancer, false));
+        push(PhaseKind::Servers, servers);
+        push(PhaseKind::Agents, names(Role::Agent, false));
+
+        let api_container = if spec.loadbalancer.enabled {
+            node_name(self.name, Role::LoadBalancer, 0)
+        } else {
+            node_name(self.name, Role::Server, 0)
+        };
+        let subnet = self.ctx.subnet;
+        let network = NetworkPlan {
+            name: self.network.clone(),
+            subnet,
+            body: NetworkCreateRequest {
+                name: self.network.clone(),
+                driver: Some("bridge".to_owned()),
+                ipam: Some(Ipam {
+                    driver: Some("default".to_owned()),
+                    config: Some(vec![IpamConfig {
+                        subnet: Some(subnet.to_string()),
+                        gateway: Some(subnet.host(1).to_string()),
+                        ip_range: Some(format!("{}/29", subnet.host(248))),
+                        ..Default::default()
+                    }]),
+                    options: None,
+                }),
+                labels: Some(self.labels(labels::ROLE_NETWORK)),
+                ..Default::default()
+            },
+        };
+        Ok(ClusterPlan {
+            name: self.name.to_owned(),
+            run_id: self.ctx.run_id.clone(),
+            network,
+            nodes,
+            phases,
+            api: ApiPlan {
+                host: spec.api.host,
+                dial_host: spec.api.dial_host(),
+                port: spec.api.port,
+                container: api_container,
+                kubeconfig_from: node_name(self.name, Role::Server, 0),
+            },
+            sans: self.sans.clone(),
+            warnings: self.warnings.clone(),
+            etcd: self.etcd.take(),
+        })
+    }
+
+    /// Named, labelled volumes for `paths` of node `name`; returns mounts.
+    fn node_volumes(&mut self, name: &str, role: Role, paths: &[String]) -> Vec<Mount> {
+        let mut mounts = Vec::new();
+        for path in paths {
+            let slug = path.trim_matches('/').replace('/', "-");
+            let slug = if slug.is_empty() {
+                "root".to_owned()
+            } else {
+                slug
+            };
+            let volume = format!("{name}-{slug}");
+            self.volumes.push(VolumePlan {
+                name: volume.clone(),
+                body: VolumeCreateRequest {
+                    name: Some(volume.clone()),
+                    driver: Some("local".to_owned()),
+                    labels: Some(self.labels(role.as_str())),
+                    ..Default::default()
+                },
+            });
+            mounts.push(Mount {
+                target: Some(path.clone()),
+                source: Some(volume),
+                typ: Some(MountType::VOLUME),
+                ..Default::default()
+            });
+        }
+        mounts
+    }
+
+    fn declared_volumes(&self, image: &str, always: &[&str]) -> Vec<String> {
+        let mut paths: Vec<String> = always.iter().map(|s| (*s).to_owned()).collect();
+        for p in self.ctx.image_volumes.get(image).into_iter().flatten() {
+            let p = p.trim_end_matches('/').to_owned();
+            if !paths.contains(&p) {
+                paths.push(p);
+            }
+        }
+        paths
+    }
+
+    /// User mounts, env and ports for a node, by filter.
+    fn user_extras(&self, role: Role, index: u32) -> (Vec<Mount>, Vec<String>, Vec<Publish>) {
+        let mut mounts = Vec::new();
+        for v in &self.spec.volumes {
+            if matches_default(v.filter.as_ref(), role, index) {
+                mounts.push(Mount {
+                    target: Some(v.value.target.clone()),
+                    source: Some(v.value.source.to_string_lossy().into_owned()),
+                    typ: Some(MountType::BIND),
+                    read_only: Some(v.value.read_only),
+                    ..Default::default()
+                });
+            }
+        }
+        let env = self
+            .spec
+            .env
+            .iter()
+            .filter(|e| matches_default(e.filter.as_ref(), role, index))
+            .map(|e| format!("{}={}", e.value.key, e.value.value))
+            .collect();
+        let default_port = self.spec.default_port_filter();
+        let ports = self
+            .spec
+            .ports
+            .iter()
+            .filter(|p| {
+                p.filter
+                    .as_ref()
+                    .unwrap_or(&default_port)
+                    .matches(role, index)
+            })
+            .map(|p| {
+                Publish(
+                    p.value.container_port,
+                    p.value.protocol,
+                    p.value.host_ip,
+                    p.value.host_port,
+                )
+            })
+            .collect();
+        (mounts, env, ports)
+    }
+
+    fn base_body(
+        &self,
+        image: &str,
+        node: &NodeId<'_>,
+        mounts: Vec<Mount>,
+        ports: Vec<Publish>,
+    ) -> ContainerCreateBody {
+        let mut exposed = Vec::new();
+        let mut bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
+        let NodeId {
+            role,
+            index,
+            hostname,
+            ip,
+        } = *node;
+        for Publish(container_port, proto, host_ip, host_port) in ports {
+            let key = format!("{container_port}/{}", proto.as_str());
+            if !exposed.contains(&key) {
+                exposed.push(key.clone());
+            }
+            bindings
+                .entry(key)
+                .or_insert_with(|| Some(Vec::new()))
+                .get_or_insert_with(Vec::new)
+                .push(PortBinding {
+                    host_ip: Some(host_ip.to_string()),
+                    host_port: Some(host_port.map(|p| p.to_string()).unwrap_or_default()),
+                });
+        }
+        ContainerCreateBody {
+            image: Some(image.to_owned()),
+            hostname: Some(hostname.to_owned()),
+            labels: Some(self.node_labels(role, index, hostname)),
+            exposed_ports: (!exposed.is_empty()).then_some(exposed),
+            host_config: Some(HostConfig {
+                network_mode: Some(self.network.clone()),
+                restart_policy: Some(RestartPolicy {
+                    name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
+                    maximum_retry_count: None,
+                }),
+                mounts: (!mounts.is_empty()).then_some(mounts),
+                port_bindings: (!bindings.is_empty()).then_some(bindings),
+                ..Default::default()
+            }),
+            networking_config: Some(NetworkingConfig {
+                endpoints_config: Some(HashMap::from([(
+                    self.network.clone(),
+                    EndpointSettings {
+                        ipam_config: Some(EndpointIpamConfig {
+                            ipv4_address: Some(ip.to_string()),
+                            ..Default::default()
+                        }),
+                        aliases: Some(vec![hostname.to_owned()]),
+                        ..Default::default()
+                    },
+                )])),
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn etcd_node(&mut self, index: u32) -> Result<NodePlan> {
+        let etcd = self
+            .etcd
+            .as_ref()
+            .expect("an etcd plan for an etcd datastore");
+        let member = &etcd.members[index as usize];
+        let name = node_name(self.name, Role::Etcd, index);
+        let hostname = member.hostname.clone();
+        let ip = node_ip(&self.ctx.subnet, Role::Etcd, index);
+        let image = self.ctx.images.etcd.clone();
+        let mut paths = vec![member.volume.mount.clone()];
+        for p in self.declared_volumes(&image, &[]) {
+            if !paths.contains(&p) {
+                paths.push(p);
+            }
+        }
+        let client_port = member.ports.client;
+        let args = member.args.clone();
+        let mut files = member.files.clone();
+        if let Some(pki) = &etcd.pki {
+            files.extend([
+                file(
+                    format!("{ETCD_CLIENT_DIR}/ca.crt"),
+                    FileContents::Public(pki.ca.cert_pem.clone()),
+                ),
+                file(
+                    format!("{ETCD_CLIENT_DIR}/client.crt"),
+                    FileContents::Public(pki.topgun_client.cert_pem.clone()),
+                ),
+                file(
+                    format!("{ETCD_CLIENT_DIR}/client.key"),
+                    FileContents::Secret(pki.topgun_client.key_pem.clone()),
+                ),
+            ]);
+        }
+        let mut mounts = self.node_volumes(&name, Role::Etcd, &paths);
+        let (user_mounts, env, mut ports) = self.user_extras(Role::Etcd, index);
+        mounts.extend(user_mounts);
+        // The client port on a random loopback port: topgun's health checks
+        // dial it with its own client certificate (the member's certificate
+        // covers 127.0.0.1).
+        ports.push(Publish(
+            client_port,
+            Protocol::Tcp,
+            IpAddr::V4(Ipv4Addr::LOCALHOST),
+            None,
+        ));
+        let id = NodeId {
+            role: Role::Etcd,
+            index,
+            hostname: &hostname,
+            ip,
+        };
+        let mut body = self.base_body(&image, &id, mounts, ports);
+        body.cmd = Some(args);
+        body.env = (!env.is_empty()).then_some(env);
+        Ok(NodePlan {
+            name,
+            hostname,
+            role: Role::Etcd,
+            index,
+            ip,
+            volumes: std::mem::take(&mut self.volumes),
+            files,
+            dirs: Vec::new(),
+            gate: Gate::EtcdHealthy,
+            body,
+        })
+    }
+
+    fn k3s_node(&mut self, role: Role, index: u32) -> Result<NodePlan> {
+        let spec = self.spec;
+        let lower = spec.name.lowercase();
+        let name = node_name(self.name, role, index);
+        let hostname = node_name(&lower, role, index);
+        let ip = node_ip(&self.ctx.subnet, role, index);
+        let image = self.ctx.images.k3s.clone();
+        let server0 = format!("https://{}:{API_PORT}", node_name(&lower, Role::Server, 0));
+        let lb = format!(
+            "https://{}:{API_PORT}",
+            node_name(&lower, Role::LoadBalancer, 0)
+        );
+
+        let mut cmd = vec![role.as_str().to_owned()];
+        let mut env = vec![format!("K3S_TOKEN={}", self.ctx.token.expose())];
+        let mut files = Vec::new();
+        let mut dirs = Vec::new();
+        match role {
+            Role::Server => {
+                for san in &self.sans {
+                    cmd.push(format!("--tls-san={san}"));
+                }
+                env.push(format!("K3S_KUBECONFIG_OUTPUT={KUBECONFIG_PATH}"));
+                env.push("K3S_KUBECONFIG_MODE=600".to_owned());
+                dirs.push("/output".to_owned());
+                match &spec.datastore {
+                    Datastore::Embedded if spec.servers > 1 => {
+                        if index == 0 {
+                            cmd.push("--cluster-init".to_owned());
+                        } else {
+                            env.push(format!("K3S_URL={server0}"));
+                        }
+                    }
+                    Datastore::Embedded => {}
+                    Datastore::Etcd(_) => {
+                        let etcd = self.etcd.as_ref().expect("an etcd plan");
+                        files.extend(etcd.datastore.k3s_files(DATASTORE_DIR));
+                        env.extend(
+                            etcd.datastore
+                                .k3s_env(DATASTORE_DIR)
+                                .into_iter()
+                                .map(|(k, v)| format!("{k}={v}")),
+                        );
+                    }
+                    Datastore::External(ext) => {
+                        env.push(format!("K3S_DATASTORE_ENDPOINT={}", ext.endpoint.expose()));
+                        let tls = &self.ctx.external_tls;
+                        if let Some(ca) = &tls.ca {
+                            let path = format!("{DATASTORE_DIR}/ca.crt");
+                            files.push(file(path.clone(), FileContents::Public(ca.clone())));
+                            env.push(format!("K3S_DATASTORE_CAFILE={path}"));
+                        }
+                        if let Some(cert) = &tls.cert {
+                            let path = format!("{DATASTORE_DIR}/client.crt");
+                            files.push(file(path.clone(), FileContents::Public(cert.clone())));
+                            env.push(format!("K3S_DATASTORE_CERTFILE={path}"));
+                        }
+                        if let Some(key) = &tls.key {
+                            let path = format!("{DATASTORE_DIR}/client.key");
+                            files.push(file(path.clone(), FileContents::Secret(key.clone())));
+                            env.push(format!("K3S_DATASTORE_KEYFILE={path}"));
+                        }
+                        if ext.endpoint.kind() == EndpointKind::Sqlite {
+                            // One server; nothing to join.
+                        }
+                    }
+                }
+            }
+            Role::Agent => {
+                let url = if spec.loadbalancer.enabled {
+                    lb
+                } else {
+                    server0
+                };
+                env.push(format!("K3S_URL={url}"));
+            }
+            Role::Etcd | Role::LoadBalancer => unreachable!("not a k3s node"),
+        }
+        for arg in &spec.k3s_args {
+            let filter = arg
+                .filter
+                .clone()
+                .unwrap_or_else(|| NodeFilter::parse("server:*").expect("valid"));
+            if filter.matches(role, index) {
+                cmd.push(arg.value.0.clone());
+            }
+        }
+        let paths = self.declared_volumes(&image, K3S_VOLUMES);
+        let mut mounts = self.node_volumes(&name, role, &paths);
+        let (user_mounts, user_env, mut ports) = self.user_extras(role, index);
+        mounts.extend(user_mounts);
+        env.extend(user_env);
+        if role == Role::Server && index == 0 && !spec.loadbalancer.enabled {
+            ports.insert(
+                0,
+                Publish(API_PORT, Protocol::Tcp, spec.api.host, spec.api.port),
+            );
+        }
+        let id = NodeId {
+            role,
+            index,
+            hostname: &hostname,
+            ip,
+        };
+        let mut body = self.base_body(&image, &id, mounts, ports);
+        body.cmd = Some(cmd);
+        body.env = Some(env);
+        let host = body.host_config.as_mut().expect("set by base_body");
+        host.privileged = Some(self.ctx.privileged);
+        host.init = Some(spec.init);
+        host.tmpfs = Some(HashMap::from([
+            ("/run".to_owned(), String::new()),
+            ("/var/run".to_owned(), String::new()),
+        ]));
+        host.cgroupns_mode = spec.cgroupns.map(|m| match m {
+            CgroupnsMode::Private => HostConfigCgroupnsModeEnum::PRIVATE,
+            CgroupnsMode::Host => HostConfigCgroupnsModeEnum::HOST,
+        });
+        let gate = Gate::LogLine(
+            if role == Role::Server {
+                SERVER_READY
+            } else {
+                AGENT_READY
+            }
+            .to_owned(),
+        );
+        Ok(NodePlan {
+            name,
+            hostname,
+            role,
+            index,
+            ip,
+            volumes: std::mem::take(&mut self.volumes),
+            files,
+            dirs,
+            gate,
+            body,
+        })
+    }
+
+    fn lb_node(&mut self) -> Result<NodePlan> {
+        let spec = self.spec;
+        let lower = spec.name.lowercase();
+        let name = node_name(self.name, Role::LoadBalancer, 0);
+        let hostname = node_name(&lower, Role::LoadBalancer, 0);
+        let ip = node_ip(&self.ctx.subnet, Role::LoadBalancer, 0);
+        let image = self.ctx.images.loadbalancer.clone();
+        let (user_mounts, env, user_ports) = self.user_extras(Role::LoadBalancer, 0);
+        let servers: Vec<loadbalancer::Backend> = (0..spec.servers)
+            .map(|i| loadbalancer::Backend {
+                name: node_name(&lower, Role::Server, i),
+                ip: node_ip(&self.ctx.subnet, Role::Server, i),
+            })
+            .collect();
+        let mut all_nodes = servers.clone();
+        all_nodes.extend((0..spec.agents).map(|i| loadbalancer::Backend {
+            name: node_name(&lower, Role::Agent, i),
+            ip: node_ip(&self.ctx.subnet, Role::Agent, i),
+        }));
+        let forwards: Vec<u16> = {
+            let mut f: Vec<u16> = user_ports
+                .iter()
+                .filter(|p| p.1 == Protocol::Tcp)
+                .map(|p| p.0)
+                .collect();
+            f.sort_unstable();
+            f.dedup();
+            f
+        };
+        let config = loadbalancer::haproxy_config(self.name, &servers, &all_nodes, &forwards);
+        let paths = self.declared_volumes(&image, &[]);
+        let mut mounts = self.node_volumes(&name, Role::LoadBalancer, &paths);
+        mounts.extend(user_mounts);
+        let mut ports = vec![
+            Publish(API_PORT, Protocol::Tcp, spec.api.host, spec.api.port),
+            Publish(
+                LB_STATS_PORT,
+                Protocol::Tcp,
+                IpAddr::V4(Ipv4Addr::LOCALHOST),
+                None,
+            ),
+        ];
+        ports.extend(user_ports);
+        let id = NodeId {
+            role: Role::LoadBalancer,
+            index: 0,
+            hostname: &hostname,
+            ip,
+        };
+        let mut body = self.base_body(&image, &id, mounts, ports);
+        body.cmd = Some(vec![
+            "haproxy".to_owned(),
+            "-W".to_owned(),
+            "-db".to_owned(),
+            "-f".to_owned(),
+            LB_CONFIG_PATH.to_owned(),
+        ]);
+        body.env = (!env.is_empty()).then_some(env);
+        let host = body.host_config.as_mut().expect("set by base_body");
+        // The official image runs haproxy as an unprivileged user; let it
+        // bind forwarded ports below 1024.
+        host.sysctls = Some(HashMap::from([(
+            "net.ipv4.ip_unprivileged_port_start".to_owned(),
+            "0".to_owned(),
+        )]));
+        Ok(NodePlan {
+            name,
+            hostname,
+            role: Role::LoadBalancer,
+            index: 0,
+            ip,
+            volumes: std::mem::take(&mut self.volumes),
+            files: vec![file(
+                LB_CONFIG_PATH.to_owned(),
+                FileContents::Public(config),
+            )],
+            dirs: Vec::new(),
+            gate: Gate::LoadBalancer,
+            body,
+        })
+    }
+}
+
+/// A port to publish: container port, protocol, host address, host port
+/// (`None`: Docker picks).
+struct Publish(u16, Protocol, IpAddr, Option<u16>);
+
+/// Who a node is.
+#[derive(Clone, Copy)]
+struct NodeId<'a> {
+    role: Role,
+    index: u32,
+    hostname: &'a str,
+    ip: Ipv4Addr,
+}
+
+fn matches_default(filter: Option<&NodeFilter>, role: Role, index: u32) -> bool {
+    match filter {
+        Some(f) => f.matches(role, index),
+        // The default for env and volumes: every k3s node.
+        None => matches!(role, Role::Server | Role::Agent),
+    }
+}
+
+fn file(path: String, contents: FileContents) -> PlannedFile {
+    PlannedFile {
+        path,
+        mode: contents.mode(),
+        contents,
+    }
+}
+
+#[cfg(test)]
+mod tests;

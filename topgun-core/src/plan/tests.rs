@@ -1,0 +1,297 @@
+//! Snapshot tests of plans, and checks of what the snapshots cannot show.
+
+use std::collections::BTreeMap;
+
+use super::*;
+use crate::spec::{ClusterSpec, Datastore, Token};
+
+fn ctx(spec: &ClusterSpec) -> PlanContext {
+    let images = ImageSet::resolve(spec, |_| None);
+    let mut ctx = PlanContext::new(
+        "0123456789abcdef",
+        Token::new("REDACTED-TOKEN").unwrap(),
+        Subnet::parse("172.28.0.0/24").unwrap(),
+        images.clone(),
+    );
+    ctx.image_volumes = BTreeMap::from([(
+        images.k3s.clone(),
+        K3S_VOLUMES.iter().map(|s| (*s).to_owned()).collect(),
+    )]);
+    if let Datastore::Etcd(e) = &spec.datastore {
+        let etcd_spec = topgun_etcd::EtcdClusterSpec::new(spec.name.lowercase())
+            .with_members(e.members as usize)
+            .with_addresses(
+                (0..e.members).map(|i| IpAddr::V4(node_ip(&ctx.subnet, Role::Etcd, i))),
+            );
+        ctx.etcd_pki = Some(EtcdPki::generate(&etcd_spec).unwrap());
+    }
+    ctx
+}
+
+fn snapshot(name: &str, plan: &ClusterPlan) {
+    let mut settings = insta::Settings::clone_current();
+    settings.set_sort_maps(true);
+    settings.set_snapshot_path("snapshots");
+    settings.set_prepend_module_to_snapshot(false);
+    settings.add_filter(
+        r"-----BEGIN CERTIFICATE-----[^-]*-----END CERTIFICATE-----\n?",
+        "[certificate]",
+    );
+    settings.add_filter(r"dev\.topgun\.version: \S+", "dev.topgun.version: [version]");
+    settings.bind(|| insta::assert_yaml_snapshot!(name, plan));
+}
+
+#[test]
+fn one_server() {
+    let spec = ClusterSpec::builder("demo").build().unwrap();
+    let plan = plan(&spec, &ctx(&spec)).unwrap();
+    snapshot("plan_one_server", &plan);
+}
+
+#[test]
+fn three_servers_embedded() {
+    let spec = ClusterSpec::builder("Demo")
+        .servers(3)
+        .api("127.0.0.1:6550")
+        .build()
+        .unwrap();
+    let plan = plan(&spec, &ctx(&spec)).unwrap();
+    snapshot("plan_three_servers_embedded", &plan);
+}
+
+#[test]
+fn three_servers_two_agents_on_etcd() {
+    let spec = ClusterSpec::builder("topgun")
+        .servers(3)
+        .agents(2)
+        .datastore(Datastore::etcd(3))
+        .tls_san("192.168.1.28")
+        .k3s_arg("--disable=traefik@server:*")
+        .env("HTTP_PROXY=http://proxy:3128@agent:1")
+        .port("8080:80@loadbalancer")
+        .build()
+        .unwrap();
+    let plan = plan(&spec, &ctx(&spec)).unwrap();
+    snapshot("plan_three_servers_two_agents_etcd", &plan);
+}
+
+#[test]
+fn external_endpoint() {
+    let spec = ClusterSpec::builder("ext")
+        .servers(2)
+        .datastore(Datastore::external("postgres://k3s:PASSWORD@db.example:5432/k3s").unwrap())
+        .loadbalancer(false)
+        .api("6551")
+        .build()
+        .unwrap();
+    let mut ctx = ctx(&spec);
+    ctx.external_tls = ExternalTls {
+        ca: Some("CA PEM".to_owned()),
+        cert: None,
+        key: None,
+    };
+    let plan = plan(&spec, &ctx).unwrap();
+    snapshot("plan_external_endpoint", &plan);
+}
+
+fn env_of(node: &NodePlan) -> Vec<String> {
+    node.body.env.clone().unwrap_or_default()
+}
+
+#[test]
+fn secrets_stay_out_of_args_and_labels() {
+    let spec = ClusterSpec::builder("topgun")
+        .servers(3)
+        .agents(1)
+        .datastore(Datastore::etcd(3))
+        .token("s3cret-token-value")
+        .build()
+        .unwrap();
+    let mut c = ctx(&spec);
+    c.token = spec.token.clone().unwrap();
+    let plan = plan(&spec, &c).unwrap();
+    let keys: Vec<&str> = plan
+        .etcd
+        .as_ref()
+        .unwrap()
+        .pki
+        .as_ref()
+        .unwrap()
+        .members
+        .iter()
+        .map(|m| m.server.key_pem.expose())
+        .collect();
+    for node in &plan.nodes {
+        let cmd = node.body.cmd.clone().unwrap_or_default().join(" ");
+        let labels = format!("{:?}", node.body.labels);
+        for secret in ["s3cret-token-value", "PRIVATE KEY"] {
+            assert!(!cmd.contains(secret), "{}: {cmd}", node.name);
+            assert!(!labels.contains(secret), "{}: {labels}", node.name);
+        }
+        for key in &keys {
+            assert!(!env_of(node).iter().any(|e| e.contains(key)));
+        }
+        if matches!(node.role, Role::Server | Role::Agent) {
+            assert!(env_of(node).contains(&"K3S_TOKEN=s3cret-token-value".to_owned()));
+        }
+        for f in &node.files {
+            let secret = f.path.ends_with(".key");
+            assert_eq!(f.contents.is_secret(), secret, "{}", f.path);
+            assert_eq!(f.mode, if secret { 0o600 } else { 0o644 }, "{}", f.path);
+        }
+    }
+    let yaml = serde_norway::to_string(&plan).unwrap();
+    assert!(
+        !yaml.contains("PRIVATE KEY"),
+        "serialized plans never hold keys"
+    );
+}
+
+#[test]
+fn every_resource_is_labelled_with_cluster_run_and_role() {
+    let spec = ClusterSpec::builder("topgun")
+        .servers(3)
+        .agents(2)
+        .datastore(Datastore::etcd(3))
+        .build()
+        .unwrap();
+    let plan = plan(&spec, &ctx(&spec)).unwrap();
+    let check = |what: &str, l: &HashMap<String, String>, role: &str| {
+        assert_eq!(
+            l.get(labels::CLUSTER).map(String::as_str),
+            Some("topgun"),
+            "{what}"
+        );
+        assert_eq!(
+            l.get(labels::RUN).map(String::as_str),
+            Some("0123456789abcdef"),
+            "{what}"
+        );
+        assert_eq!(
+            l.get(labels::ROLE).map(String::as_str),
+            Some(role),
+            "{what}"
+        );
+    };
+    check(
+        "network",
+        plan.network.body.labels.as_ref().unwrap(),
+        "network",
+    );
+    for v in plan.volumes() {
+        let role = ["server", "agent", "etcd", "loadbalancer"]
+            .into_iter()
+            .find(|r| {
+                v.name.contains(&format!(
+                    "-{}-",
+                    if *r == "loadbalancer" { "lb" } else { r }
+                ))
+            })
+            .unwrap();
+        check(&v.name, v.body.labels.as_ref().unwrap(), role);
+    }
+    // 3 etcd (1 volume each) + 5 k3s nodes (4 each).
+    assert_eq!(plan.volumes().count(), 3 + 5 * 4);
+    for n in &plan.nodes {
+        check(&n.name, n.body.labels.as_ref().unwrap(), n.role.as_str());
+    }
+    let names: Vec<&str> = plan.nodes.iter().map(|n| n.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "topgun-topgun-etcd-0",
+            "topgun-topgun-etcd-1",
+            "topgun-topgun-etcd-2",
+            "topgun-topgun-server-0",
+            "topgun-topgun-server-1",
+            "topgun-topgun-server-2",
+            "topgun-topgun-lb",
+            "topgun-topgun-agent-0",
+            "topgun-topgun-agent-1",
+        ]
+    );
+    let phases: Vec<(PhaseKind, usize)> = plan
+        .phases
+        .iter()
+        .map(|p| (p.kind, p.nodes.len()))
+        .collect();
+    assert_eq!(
+        phases,
+        [
+            (PhaseKind::Etcd, 3),
+            (PhaseKind::FirstServer, 1),
+            (PhaseKind::Servers, 3),
+            (PhaseKind::Agents, 2)
+        ]
+    );
+}
+
+#[test]
+fn mixed_case_names_give_lowercase_hostnames() {
+    let spec = ClusterSpec::builder("topgunCluster")
+        .servers(2)
+        .build()
+        .unwrap();
+    let plan = plan(&spec, &ctx(&spec)).unwrap();
+    let s1 = plan
+        .nodes
+        .iter()
+        .find(|n| n.name == "topgun-topgunCluster-server-1")
+        .unwrap();
+    assert_eq!(s1.hostname, "topgun-topguncluster-server-1");
+    assert!(env_of(s1).contains(&"K3S_URL=https://topgun-topguncluster-server-0:6443".to_owned()));
+    assert!(
+        plan.sans
+            .contains(&San::Dns("topgun-topguncluster-lb".to_owned()))
+    );
+}
+
+/// The generated haproxy config is accepted by a real haproxy (`-c`).
+#[test]
+fn haproxy_accepts_the_generated_config() {
+    let haproxy =
+        std::env::var("TOPGUN_HAPROXY").unwrap_or_else(|_| "/usr/sbin/haproxy".to_owned());
+    assert!(
+        std::path::Path::new(&haproxy).exists(),
+        "haproxy not found at {haproxy}: install Debian's haproxy (`cargo xtask setup`) or set TOPGUN_HAPROXY"
+    );
+    let spec = ClusterSpec::builder("topgun")
+        .servers(3)
+        .agents(2)
+        .port("8080:80")
+        .port("8443:443")
+        .build()
+        .unwrap();
+    let plan = plan(&spec, &ctx(&spec)).unwrap();
+    let lb = plan
+        .nodes
+        .iter()
+        .find(|n| n.role == Role::LoadBalancer)
+        .unwrap();
+    let cfg = &lb.files[0];
+    assert_eq!(cfg.path, LB_CONFIG_PATH);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("haproxy.cfg");
+    std::fs::write(&path, cfg.contents.expose()).unwrap();
+    let out = std::process::Command::new(&haproxy)
+        .arg("-c")
+        .arg("-f")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "haproxy -c refused the config:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(cfg.contents.expose());
+    assert!(
+        text.contains("server topgun-topgun-server-2 172.28.0.22:6443 check"),
+        "{text}"
+    );
+    assert!(
+        text.contains("server topgun-topgun-agent-1 172.28.0.131:443 check"),
+        "{text}"
+    );
+}

@@ -1,0 +1,767 @@
+//! Executing a plan through Docker: [`create`] and [`create_until`].
+//!
+//! Order: refuse a taken name and check images, ports and subnet (nothing
+//! exists yet); create the network, the volumes, every container and upload
+//! their files (all in parallel); start etcd members in parallel and wait
+//! until topgun-etcd says `Healthy`; start server-0 and wait for it; start
+//! the other servers and the load balancer in parallel; start the agents in
+//! parallel (they join through the load balancer); wait for `/readyz`
+//! through the published API port; read, rewrite and check the kubeconfig.
+//!
+//! On any failure, timeout or cancellation everything the run created is
+//! removed, found by its run label, unless the spec says `no_rollback`.
+
+pub(crate) mod logs;
+pub(crate) mod prepare;
+
+use std::future::Future;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bollard::Docker;
+use bollard::query_parameters::CreateContainerOptions;
+use futures_util::future::try_join_all;
+use serde::Serialize;
+use tokio::time::Instant;
+use topgun_etcd::{Checker, ClientConfig};
+
+use crate::docker::{self as dockerx, Removal};
+use crate::kubeconfig::{self, KubeconfigYaml};
+use crate::plan::{
+    self, ClusterPlan, Gate, KUBECONFIG_PATH, NodePlan, Phase, PhaseKind, PlanContext,
+};
+use crate::progress::{Event, Progress, emit};
+use crate::spec::{ClusterSpec, Role, Subnet};
+use crate::{Error, Result, api, archive, labels};
+
+/// Where to merge the new cluster's kubeconfig entries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MergeTarget {
+    /// The kubeconfig file (see [`kubeconfig::default_path`]).
+    pub path: PathBuf,
+    /// Make the new context the current one.
+    pub switch_context: bool,
+}
+
+/// How to run a create.
+#[derive(Clone, Default)]
+#[non_exhaustive]
+pub struct CreateOptions {
+    /// Receives progress events.
+    pub progress: Option<Progress>,
+    /// Merge the kubeconfig into this file before reporting success.
+    pub merge_kubeconfig: Option<MergeTarget>,
+}
+
+impl std::fmt::Debug for CreateOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreateOptions")
+            .field("progress", &self.progress.is_some())
+            .field("merge_kubeconfig", &self.merge_kubeconfig)
+            .finish()
+    }
+}
+
+impl CreateOptions {
+    /// No progress, no kubeconfig merge.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sends progress events to `progress`.
+    pub fn progress(mut self, progress: Progress) -> Self {
+        self.progress = Some(progress);
+        self
+    }
+
+    /// Merges the kubeconfig into `path`, optionally switching context.
+    pub fn merge_kubeconfig(mut self, path: PathBuf, switch_context: bool) -> Self {
+        self.merge_kubeconfig = Some(MergeTarget {
+            path,
+            switch_context,
+        });
+        self
+    }
+}
+
+/// A node of a created cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CreatedNode {
+    /// The container name.
+    pub name: String,
+    /// The role.
+    pub role: Role,
+    /// The address on the cluster network.
+    pub ip: IpAddr,
+}
+
+/// A created cluster.
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct Created {
+    /// The cluster name.
+    pub name: String,
+    /// The run id on every resource.
+    pub run_id: String,
+    /// The API URL clients use (`https://<api host>:<port>`).
+    pub server: String,
+    /// The host port the API is published on.
+    pub api_port: u16,
+    /// The nodes, in start order.
+    pub nodes: Vec<CreatedNode>,
+    /// The network's subnet.
+    pub subnet: Subnet,
+    /// The kubeconfig (cluster, context and user `topgun-<name>`).
+    #[serde(skip)]
+    pub kubeconfig: KubeconfigYaml,
+    /// The file it was merged into, if any.
+    pub kubeconfig_path: Option<PathBuf>,
+    /// How long each phase took.
+    #[serde(serialize_with = "ser_phases")]
+    pub phases: Vec<(PhaseKind, Duration)>,
+    /// How long the whole create took.
+    #[serde(serialize_with = "ser_ms", rename = "elapsed_ms")]
+    pub elapsed: Duration,
+    /// Things the user should know.
+    pub warnings: Vec<String>,
+}
+
+fn ser_ms<S: serde::Serializer>(d: &Duration, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_u64(d.as_millis() as u64)
+}
+
+fn ser_phases<S: serde::Serializer>(
+    p: &[(PhaseKind, Duration)],
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    use serde::ser::SerializeSeq;
+    #[derive(Serialize)]
+    struct Row {
+        phase: PhaseKind,
+        elapsed_ms: u64,
+    }
+    let mut seq = s.serialize_seq(Some(p.len()))?;
+    for (phase, d) in p {
+        seq.serialize_element(&Row {
+            phase: *phase,
+            elapsed_ms: d.as_millis() as u64,
+        })?;
+    }
+    seq.end()
+}
+
+/// Creates the cluster `spec` describes. See [`create_until`] for a create
+/// that can be cancelled.
+pub async fn create(
+    docker: &Docker,
+    spec: &ClusterSpec,
+    options: &CreateOptions,
+) -> Result<Created> {
+    create_until(docker, spec, options, std::future::pending::<()>()).await
+}
+
+/// Creates the cluster `spec` describes, or stops when `cancel` completes
+/// (wire SIGINT/SIGTERM to it) and returns [`Error::Cancelled`].
+///
+/// Everything is validated and checked before any Docker resource exists.
+/// On failure, timeout or cancellation, every resource of this run is
+/// removed (found by its run label), unless `spec.no_rollback` is set. Do not
+/// drop the returned future to cancel: that skips the rollback.
+pub async fn create_until<F>(
+    docker: &Docker,
+    spec: &ClusterSpec,
+    options: &CreateOptions,
+    cancel: F,
+) -> Result<Created>
+where
+    F: Future<Output = ()>,
+{
+    spec.validate()?;
+    tokio::pin!(cancel);
+    let prepared = tokio::select! {
+        r = prepare::prepare(docker, spec) => r?,
+        () = &mut cancel => return Err(Error::Cancelled),
+    };
+    let run_id = prepared.ctx.run_id.clone();
+    tracing::debug!(cluster = %spec.name, %run_id, subnet = %prepared.ctx.subnet, "creating");
+    let mut run = Run {
+        docker,
+        spec,
+        options,
+        ctx: prepared.ctx,
+        used: prepared.used,
+        auto_subnet: prepared.auto_subnet,
+        timings: Default::default(),
+    };
+    let result = tokio::select! {
+        r = run.execute() => r,
+        () = &mut cancel => Err(Error::Cancelled),
+    };
+    let error = match result {
+        Ok(created) => return Ok(created),
+        Err(e) => e,
+    };
+    if spec.no_rollback {
+        emit(
+            &options.progress,
+            Event::Warning {
+                message: format!(
+                    "no rollback: the resources of this run are kept (label {}={run_id}); remove them with \
+                     `topgun delete {}`",
+                    labels::RUN,
+                    spec.name
+                ),
+            },
+        );
+        return Err(error);
+    }
+    emit(
+        &options.progress,
+        Event::RollingBack {
+            reason: error
+                .to_string()
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .to_owned(),
+        },
+    );
+    match rollback(docker, &run_id).await {
+        Ok(removal) if removal.failed.is_empty() => {
+            emit(
+                &options.progress,
+                Event::Removed {
+                    count: removal.count(),
+                },
+            );
+            Err(error)
+        }
+        Ok(removal) => Err(Error::RollbackIncomplete {
+            cause: Box::new(error),
+            name: spec.name.to_string(),
+            leftovers: removal.failed,
+        }),
+        Err(e) => Err(Error::RollbackIncomplete {
+            cause: Box::new(error),
+            name: spec.name.to_string(),
+            leftovers: vec![e.to_string()],
+        }),
+    }
+}
+
+/// Removes every resource of a run, found by its run label.
+pub async fn rollback(docker: &Docker, run_id: &str) -> Result<Removal> {
+    dockerx::remove_by_labels(
+        docker,
+        dockerx::label_filters(&[(labels::RUN, run_id)]),
+        Duration::from_millis(250),
+    )
+    .await
+}
+
+struct Run<'a> {
+    docker: &'a Docker,
+    spec: &'a ClusterSpec,
+    options: &'a CreateOptions,
+    ctx: PlanContext,
+    used: Vec<Subnet>,
+    auto_subnet: bool,
+    timings: std::sync::Mutex<Vec<(PhaseKind, Duration)>>,
+}
+
+impl Run<'_> {
+    fn emit(&self, event: Event) {
+        emit(&self.options.progress, event);
+    }
+
+    fn phase_started(&self, phase: PhaseKind, nodes: &[String]) -> Instant {
+        self.emit(Event::PhaseStarted {
+            phase,
+            nodes: nodes.to_vec(),
+        });
+        Instant::now()
+    }
+
+    fn phase_done(&self, phase: PhaseKind, started: Instant) {
+        let elapsed = started.elapsed();
+        self.timings
+            .lock()
+            .expect("not poisoned")
+            .push((phase, elapsed));
+        self.emit(Event::PhaseDone { phase, elapsed });
+    }
+
+    async fn execute(&mut self) -> Result<Created> {
+        let started = Instant::now();
+        let t = self.phase_started(PhaseKind::Prepare, &[]);
+        let plan = self.create_network().await?;
+        for message in &plan.warnings {
+            self.emit(Event::Warning {
+                message: message.clone(),
+            });
+        }
+        // Nodes of the first phase are made first and started while the
+        // others are still being made.
+        let first: &[String] = plan
+            .phases
+            .first()
+            .map(|p| p.nodes.as_slice())
+            .unwrap_or_default();
+        try_join_all(
+            plan.nodes
+                .iter()
+                .filter(|n| first.contains(&n.name))
+                .map(|n| self.create_node(n)),
+        )
+        .await?;
+        let rest = try_join_all(
+            plan.nodes
+                .iter()
+                .filter(|n| !first.contains(&n.name))
+                .map(|n| self.create_node(n)),
+        );
+        let mut rest_made = false;
+        let mut rest = Box::pin(rest);
+        self.phase_done(PhaseKind::Prepare, t);
+
+        for phase in &plan.phases {
+            let t = self.phase_started(phase.kind, &phase.nodes);
+            let run = self.run_phase(&plan, phase, t);
+            if rest_made {
+                run.await?;
+            } else {
+                tokio::try_join!(run, &mut rest)?;
+                rest_made = true;
+            }
+            self.phase_done(phase.kind, t);
+        }
+        if !rest_made {
+            rest.await?;
+        }
+
+        let t = self.phase_started(PhaseKind::Api, std::slice::from_ref(&plan.api.container));
+        let api_port = self
+            .published_port(&plan.api.container, plan::API_PORT)
+            .await?;
+        let server = format!(
+            "https://{}",
+            std::net::SocketAddr::new(plan.api.dial_host, api_port)
+        );
+        let k3s_yaml =
+            archive::read_file(self.docker, &plan.api.kubeconfig_from, KUBECONFIG_PATH).await?;
+        let k3s_yaml = String::from_utf8(k3s_yaml)
+            .map_err(|_| Error::Kubeconfig(format!("{KUBECONFIG_PATH} is not UTF-8")))?;
+        let kubeconfig = kubeconfig::rewrite(&k3s_yaml, &plan.name, &server)?;
+        let creds = kubeconfig::credentials(&kubeconfig)?;
+        let timeout = self.spec.timeouts.api;
+        if let Err(e) = api::wait_ready(
+            plan.api.dial_host,
+            api_port,
+            &creds,
+            Instant::now() + timeout,
+        )
+        .await
+        {
+            return Err(self.explain_api_failure(&plan, e, timeout).await);
+        }
+        self.phase_done(PhaseKind::Api, t);
+
+        let t = self.phase_started(PhaseKind::Kubeconfig, &[]);
+        let parsed = topgun_tls::kubeconfig::Kubeconfig::from_yaml(kubeconfig.expose())?;
+        let check = topgun_tls::check_kubeconfig(&parsed, None, None).await?;
+        if !check.ok {
+            let problems: Vec<String> =
+                check.problems().iter().map(|p| p.message.clone()).collect();
+            return Err(Error::Api {
+                url: server,
+                reason: format!(
+                    "the kubeconfig does not pass topgun's check: {}",
+                    problems.join("; ")
+                ),
+            });
+        }
+        let mut kubeconfig_path = None;
+        if let Some(target) = &self.options.merge_kubeconfig {
+            kubeconfig::merge(&target.path, &kubeconfig, target.switch_context)?;
+            kubeconfig_path = Some(target.path.clone());
+        }
+        self.phase_done(PhaseKind::Kubeconfig, t);
+
+        Ok(Created {
+            name: plan.name.clone(),
+            run_id: plan.run_id.clone(),
+            server,
+            api_port,
+            nodes: plan
+                .nodes
+                .iter()
+                .map(|n| CreatedNode {
+                    name: n.name.clone(),
+                    role: n.role,
+                    ip: IpAddr::V4(n.ip),
+                })
+                .collect(),
+            subnet: plan.network.subnet,
+            kubeconfig,
+            kubeconfig_path,
+            phases: std::mem::take(&mut *self.timings.lock().expect("not poisoned")),
+            elapsed: started.elapsed(),
+            warnings: plan.warnings.clone(),
+        })
+    }
+
+    /// Plans and creates the network; when topgun picked the subnet and
+    /// another network took it meanwhile, picks another and plans again.
+    async fn create_network(&mut self) -> Result<ClusterPlan> {
+        for _ in 0..8 {
+            let plan = plan::plan(self.spec, &self.ctx)?;
+            match self.docker.create_network(plan.network.body.clone()).await {
+                Ok(_) => return Ok(plan),
+                Err(e) if self.auto_subnet && e.to_string().contains("overlaps") => {
+                    tracing::debug!(subnet = %self.ctx.subnet, "subnet taken meanwhile; picking another");
+                    self.used.push(self.ctx.subnet);
+                    self.ctx.subnet = prepare::pick_subnet(&self.used, rand::random::<u32>())?;
+                    self.ctx.etcd_pki = prepare::etcd_pki(self.spec, &self.ctx.subnet)?;
+                }
+                Err(e) => {
+                    return Err(Error::docker(
+                        format!("create network {}", plan.network.name),
+                        e,
+                    ));
+                }
+            }
+        }
+        Err(Error::NoFreeSubnet {
+            searched: "172.28.0.0/14 (other creates kept taking the subnets picked)".to_owned(),
+        })
+    }
+
+    async fn run_phase(&self, plan: &ClusterPlan, phase: &Phase, t: Instant) -> Result<()> {
+        match phase.kind {
+            PhaseKind::Etcd => self.run_etcd(plan, phase, t).await,
+            _ => try_join_all(
+                phase
+                    .nodes
+                    .iter()
+                    .map(|name| self.start_and_wait(node(plan, name), t)),
+            )
+            .await
+            .map(drop),
+        }
+    }
+
+    /// Creates a node's volumes, then its container, then uploads its files.
+    async fn create_node(&self, node: &NodePlan) -> Result<()> {
+        let docker = self.docker;
+        try_join_all(node.volumes.iter().map(|v| async move {
+            docker
+                .create_volume(v.body.clone())
+                .await
+                .map_err(|e| Error::docker(format!("create volume {}", v.name), e))
+        }))
+        .await?;
+        let image = node.body.image.clone().unwrap_or_default();
+        self.docker
+            .create_container(
+                Some(CreateContainerOptions {
+                    name: Some(node.name.clone()),
+                    ..Default::default()
+                }),
+                node.body.clone(),
+            )
+            .await
+            .map_err(|e| match e {
+                bollard::errors::Error::DockerResponseServerError {
+                    status_code: 404,
+                    ref message,
+                } if message.contains("image") => Error::ImageMissing { image },
+                bollard::errors::Error::DockerResponseServerError {
+                    status_code: 409, ..
+                } => Error::ClusterExists {
+                    name: self.spec.name.to_string(),
+                    resources: vec![format!("container {}", node.name)],
+                },
+                e => Error::docker(format!("create container {}", node.name), e),
+            })?;
+        archive::upload(self.docker, &node.name, &node.files, &node.dirs).await
+    }
+
+    async fn start(&self, node: &NodePlan) -> Result<()> {
+        self.docker
+            .start_container(&node.name, None)
+            .await
+            .map_err(|e| start_error(node, e))
+    }
+
+    async fn start_and_wait(&self, node: &NodePlan, phase_started: Instant) -> Result<()> {
+        self.start(node).await?;
+        match &node.gate {
+            Gate::LogLine(line) => {
+                let timeout = match node.role {
+                    Role::Agent => self.spec.timeouts.agent,
+                    _ => self.spec.timeouts.server,
+                };
+                logs::wait_for_line(
+                    self.docker,
+                    &node.name,
+                    Some(line),
+                    Instant::now() + timeout,
+                    timeout,
+                )
+                .await?;
+            }
+            Gate::LoadBalancer => {
+                let timeout = self.spec.timeouts.server;
+                let deadline = Instant::now() + timeout;
+                let port = self.published_port(&node.name, plan::LB_STATS_PORT).await?;
+                let exit = logs::wait_for_line(
+                    self.docker,
+                    &node.name,
+                    None,
+                    deadline + Duration::from_secs(5),
+                    timeout,
+                );
+                tokio::select! {
+                    r = wait_stats(port, deadline) => if let Err(reason) = r {
+                        return Err(Error::Timeout {
+                            node: node.name.clone(),
+                            waiting_for: format!("its stats page does not answer: {reason}"),
+                            after: timeout,
+                            last_logs: logs::last_lines(self.docker, &node.name, logs::TAIL_LINES).await,
+                        });
+                    },
+                    r = exit => r?,
+                }
+            }
+            Gate::Running | Gate::EtcdHealthy => {
+                let info = dockerx::inspect(self.docker, &node.name).await?;
+                if info.state.and_then(|s| s.running) != Some(true) {
+                    return Err(Error::NodeFailed {
+                        node: node.name.clone(),
+                        reason: logs::exit_reason(self.docker, &node.name).await,
+                        last_logs: logs::last_lines(self.docker, &node.name, logs::TAIL_LINES)
+                            .await,
+                    });
+                }
+            }
+        }
+        self.emit(Event::NodeReady {
+            node: node.name.clone(),
+            elapsed: phase_started.elapsed(),
+        });
+        Ok(())
+    }
+
+    async fn run_etcd(&self, plan: &ClusterPlan, phase: &Phase, t: Instant) -> Result<()> {
+        let members: Vec<&NodePlan> = phase.nodes.iter().map(|n| node(plan, n)).collect();
+        try_join_all(members.iter().map(|m| self.start(m))).await?;
+        let etcd = plan.etcd.as_ref().expect("an etcd plan for an etcd phase");
+        let client_port = etcd.members[0].ports.client;
+        let ports = try_join_all(
+            members
+                .iter()
+                .map(|m| self.published_port(&m.name, client_port)),
+        )
+        .await?;
+        let endpoints: Vec<String> = ports
+            .iter()
+            .map(|p| format!("https://127.0.0.1:{p}"))
+            .collect();
+        let tls = etcd.topgun_client_tls().ok_or_else(|| {
+            Error::invalid(
+                "etcd plan",
+                "has no TLS",
+                "topgun always runs etcd with mutual TLS",
+            )
+        })?;
+        let timeout = self.spec.timeouts.etcd;
+        let deadline = std::time::Instant::now() + timeout;
+        let watch_deadline = Instant::now() + timeout + Duration::from_secs(5);
+        // Every member logs when it serves clients (after the first leader
+        // election): waiting for that line, rather than dialling members that
+        // do not listen yet, avoids the client's reconnect backoff. Should the
+        // line never come (another etcd version), the health check decides.
+        let soft = Instant::now() + timeout.min(Duration::from_secs(15));
+        try_join_all(members.iter().map(|m| {
+            logs::wait_for_line(
+                self.docker,
+                &m.name,
+                Some(plan::ETCD_SERVING),
+                soft,
+                timeout,
+            )
+        }))
+        .await
+        .or_else(|e| match e {
+            Error::Timeout { .. } => Ok(Vec::new()),
+            e => Err(e),
+        })?;
+        let checker = Checker::connect(&endpoints, &ClientConfig::with_tls(tls)).await?;
+        let watchers = try_join_all(
+            members
+                .iter()
+                .map(|m| logs::wait_for_line(self.docker, &m.name, None, watch_deadline, timeout)),
+        );
+        let outcome: Result<()> = tokio::select! {
+            r = checker.wait_healthy(deadline) => match r {
+                Ok(_) => Ok(()),
+                Err(topgun_etcd::Error::NotHealthy { last, .. }) => {
+                    let mut last_logs = Vec::new();
+                    for m in &members {
+                        for line in logs::last_lines(self.docker, &m.name, 5).await {
+                            last_logs.push(format!("{}: {line}", m.name));
+                        }
+                    }
+                    Err(Error::Timeout {
+                        node: format!("etcd ({})", phase.nodes.join(", ")),
+                        waiting_for: format!("not healthy; last verdict: {last}"),
+                        after: timeout,
+                        last_logs,
+                    })
+                }
+                Err(e) => Err(e.into()),
+            },
+            r = watchers => r.map(drop),
+        };
+        outcome?;
+        for m in &members {
+            self.emit(Event::NodeReady {
+                node: m.name.clone(),
+                elapsed: t.elapsed(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The host port Docker published `port/tcp` of `container` on.
+    async fn published_port(&self, container: &str, port: u16) -> Result<u16> {
+        let info = dockerx::inspect(self.docker, container).await?;
+        host_port(&info, port).ok_or_else(|| Error::NodeFailed {
+            node: container.to_owned(),
+            reason: format!("it has no published host port for {port}/tcp"),
+            last_logs: Vec::new(),
+        })
+    }
+
+    async fn explain_api_failure(
+        &self,
+        plan: &ClusterPlan,
+        error: Error,
+        timeout: Duration,
+    ) -> Error {
+        let container = &plan.api.container;
+        let running = dockerx::inspect(self.docker, container)
+            .await
+            .ok()
+            .and_then(|i| i.state)
+            .and_then(|s| s.running)
+            == Some(true);
+        let last_logs = logs::last_lines(self.docker, container, logs::TAIL_LINES).await;
+        if !running {
+            return Error::NodeFailed {
+                node: container.clone(),
+                reason: logs::exit_reason(self.docker, container).await,
+                last_logs,
+            };
+        }
+        let reason = match error {
+            Error::Api { url, reason } => format!("{url} did not answer ok: {reason}"),
+            other => other.to_string(),
+        };
+        Error::Timeout {
+            node: container.clone(),
+            waiting_for: reason,
+            after: timeout,
+            last_logs,
+        }
+    }
+}
+
+/// Polls haproxy's stats page until it answers; `Err` with the last error
+/// at `deadline`.
+async fn wait_stats(port: u16, deadline: Instant) -> std::result::Result<(), String> {
+    loop {
+        let last = match api::haproxy_backends(port).await {
+            Ok(_) => return Ok(()),
+            Err(e) => e,
+        };
+        if Instant::now() >= deadline {
+            return Err(last);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn node<'p>(plan: &'p ClusterPlan, name: &str) -> &'p NodePlan {
+    plan.nodes
+        .iter()
+        .find(|n| n.name == name)
+        .expect("phases name planned nodes")
+}
+
+/// The host port published for `port/tcp` in an inspect response.
+pub(crate) fn host_port(
+    info: &bollard::models::ContainerInspectResponse,
+    port: u16,
+) -> Option<u16> {
+    info.network_settings
+        .as_ref()?
+        .ports
+        .as_ref()?
+        .get(&format!("{port}/tcp"))?
+        .as_ref()?
+        .iter()
+        .find_map(|b| b.host_port.as_deref()?.parse().ok())
+}
+
+/// Maps a start failure: a taken host port names the port; a refused
+/// privileged container says so.
+fn start_error(node: &NodePlan, e: bollard::errors::Error) -> Error {
+    let message = e.to_string();
+    let privileged = node.body.host_config.as_ref().and_then(|h| h.privileged) == Some(true);
+    if privileged && message.contains("unable to apply caps") {
+        return Error::NodeFailed {
+            node: node.name.clone(),
+            reason: format!(
+                "this Docker engine refuses privileged containers (rootless Docker, or Docker in a \
+                 restricted container), and k3s needs them; run on an engine that allows them, or \
+                 for an image that needs no privileges (such as topgun's k3s stand-in) set \
+                 `privileged: false` (or {}=false)",
+                crate::images::ENV_PRIVILEGED
+            ),
+            last_logs: vec![message],
+        };
+    }
+    if message.contains("port is already allocated") || message.contains("address already in use") {
+        let fixed: Vec<(String, u16)> = node
+            .body
+            .host_config
+            .as_ref()
+            .and_then(|h| h.port_bindings.as_ref())
+            .into_iter()
+            .flat_map(|m| m.values())
+            .flatten()
+            .flatten()
+            .filter_map(|b| {
+                Some((
+                    b.host_ip.clone().unwrap_or_default(),
+                    b.host_port.as_deref()?.parse().ok()?,
+                ))
+            })
+            .collect();
+        let hit = fixed
+            .iter()
+            .find(|(_, p)| {
+                message.contains(&format!(":{p} ")) || message.contains(&format!(":{p}:"))
+            })
+            .or(fixed.first());
+        if let Some((host, port)) = hit {
+            return Error::PortInUse {
+                host: host.clone(),
+                port: *port,
+            };
+        }
+    }
+    Error::docker(format!("start container {}", node.name), e)
+}

@@ -1,0 +1,124 @@
+//! `k3s agent`: a worker node that joins through `K3S_URL`.
+
+use std::time::Duration;
+
+use hyper::{Method, StatusCode};
+
+use crate::client::{self, ServerUrl};
+use crate::config::AgentConfig;
+use crate::log;
+use crate::netinfo;
+use crate::nodes::NodeReport;
+use crate::registry::NODES_PATH;
+use crate::server::heartbeat_loop;
+use crate::token::Token;
+
+/// Runs an agent until the process is signalled.
+pub async fn run(cfg: AgentConfig) {
+    log::info(format!(
+        "Starting k3s agent {} ({})",
+        crate::VERSION,
+        crate::COMMIT
+    ));
+    for flag in &cfg.common.ignored_flags {
+        log::warn(format!(
+            "Flag --{flag} is accepted but not emulated by the k3s stand-in"
+        ));
+    }
+    let raw_url = cfg.common.server_url.as_deref().expect("checked by config");
+    let url = ServerUrl::parse(raw_url).unwrap_or_else(|e| log::fatal(e));
+    let token = Token::parse(cfg.common.token.as_ref().expect("checked by config"))
+        .unwrap_or_else(|e| log::fatal(e));
+    let hostname = netinfo::hostname();
+    let node_name = cfg
+        .common
+        .node_name
+        .clone()
+        .unwrap_or_else(|| hostname.clone());
+    if let Err(e) = crate::config::validate_node_name(&node_name) {
+        log::fatal(e);
+    }
+    let report = NodeReport {
+        name: node_name,
+        hostname,
+        addresses: netinfo::node_ips(&cfg.common.node_ips),
+        server: false,
+        etcd: false,
+    };
+
+    // Like k3s: fetch the CA (checked against a K10 token), then prove the
+    // token; retry until the server is there.
+    let tls = loop {
+        match connect(&url, &token, &report).await {
+            Ok(tls) => break tls,
+            Err(e) => {
+                log::info(format!(
+                    "Waiting to retrieve agent configuration; server is not ready: {e}"
+                ));
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+        }
+    };
+    log::info("Containerd is now running");
+    let password = token.password.clone();
+    heartbeat_loop(report, move |r| {
+        let (url, tls, password) = (url.clone(), tls.clone(), password.clone());
+        async move { post(&url, tls, &password, &r).await }
+    })
+    .await;
+}
+
+async fn connect(
+    url: &ServerUrl,
+    token: &Token,
+    report: &NodeReport,
+) -> Result<std::sync::Arc<rustls::ClientConfig>, String> {
+    let (status, ca) = client::request(
+        url,
+        client::trust_on_first_use(),
+        Method::GET,
+        "/cacerts",
+        None,
+        None,
+    )
+    .await?;
+    if status != StatusCode::OK {
+        return Err(format!("{url}/cacerts: {status}"));
+    }
+    let ca = String::from_utf8_lossy(&ca).into_owned();
+    if let Err(e) = token.check_ca(&ca) {
+        log::fatal(e);
+    }
+    let tls = client::trusting(&ca)?;
+    // The first heartbeat registers the node and checks the token.
+    post(url, tls.clone(), &token.password, report).await?;
+    Ok(tls)
+}
+
+async fn post(
+    url: &ServerUrl,
+    tls: std::sync::Arc<rustls::ClientConfig>,
+    password: &crate::config::Secret,
+    report: &NodeReport,
+) -> Result<(), String> {
+    let body = serde_json::to_vec(report).map_err(|e| e.to_string())?;
+    let (status, body) = client::request(
+        url,
+        tls,
+        Method::POST,
+        NODES_PATH,
+        Some(("node", password)),
+        Some(body),
+    )
+    .await?;
+    match status {
+        s if s.is_success() => Ok(()),
+        StatusCode::UNAUTHORIZED => Err(format!(
+            "{url}{NODES_PATH}: 401 Unauthorized (is the token right?)"
+        )),
+        s => Err(format!(
+            "{url}{NODES_PATH}: {s}: {}",
+            String::from_utf8_lossy(&body).trim()
+        )),
+    }
+}

@@ -1,0 +1,975 @@
+//! The stand-in as host processes (no Docker) against a real 3-member etcd
+//! on loopback with mutual TLS, Debian's kubectl and haproxy.
+//!
+//! Needs: `etcd` on PATH (or `$TOPGUN_ETCD_BIN`), `haproxy` on PATH or in
+//! /usr/sbin, and `$TOPGUN_KUBECTL` (set by `cargo xtask test`). A missing
+//! tool fails the test with a message saying how to get it.
+
+use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use etcd_client::{Certificate, Client, ConnectOptions, GetOptions, Identity, TlsOptions};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, pem::PemObject};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use topgun_etcd::EtcdClusterSpec;
+use topgun_etcd::local::LocalCluster;
+use topgun_tls::{EndpointOptions, EndpointTarget, Roots, inspect_endpoint, inspect_pem_or_der};
+
+const K3S: &str = env!("CARGO_BIN_EXE_k3s");
+const UP: &str = "k3s is up and running";
+const REGISTERED: &str = "Successfully registered node";
+const TOKEN: &str = "standin-test-token-0123456789";
+
+// ---------------------------------------------------------------- helpers
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn kubectl_path() -> PathBuf {
+    let path = std::env::var_os("TOPGUN_KUBECTL").map(PathBuf::from).unwrap_or_else(|| {
+        panic!("TOPGUN_KUBECTL is not set: run the tests with `cargo xtask test` (it unpacks Debian's kubectl)")
+    });
+    assert!(
+        path.is_file(),
+        "TOPGUN_KUBECTL={} does not exist: run `cargo xtask setup`",
+        path.display()
+    );
+    path
+}
+
+fn haproxy_path() -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/sbin")])
+        .map(|d| d.join("haproxy"))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!("haproxy is not installed: run `cargo xtask setup` (Debian package haproxy)")
+        })
+}
+
+/// A process that is SIGKILLed (by its own PID) on drop.
+struct Proc {
+    name: String,
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Proc {
+    fn spawn(
+        name: &str,
+        dir: &Path,
+        program: &Path,
+        args: &[String],
+        env: &[(String, String)],
+    ) -> Proc {
+        let log = dir.join(format!("{name}.log"));
+        let file = std::fs::File::create(&log).unwrap();
+        let mut cmd = Command::new(program);
+        cmd.args(args)
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file);
+        for (k, _) in std::env::vars() {
+            if k.starts_with("K3S_") {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.envs(env.iter().map(|(k, v)| (k, v)));
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawning {}: {e}", program.display()));
+        Proc {
+            name: name.to_owned(),
+            child: Some(child),
+            log,
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until the log has `needle`; panics with the log if the
+    /// process exits first or time runs out.
+    async fn wait_for(&mut self, needle: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.log().contains(needle) {
+                return;
+            }
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!(
+                    "{} exited ({status}) before logging {needle:?}:\n{}",
+                    self.name,
+                    self.log()
+                );
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "{} did not log {needle:?} within {timeout:?}:\n{}",
+                    self.name,
+                    self.log()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "{} still runs after {timeout:?}:\n{}",
+                    self.name,
+                    self.log()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+struct ServerOpts<'a> {
+    name: &'a str,
+    port: u16,
+    token: &'a str,
+    extra: Vec<String>,
+    env: Vec<(String, String)>,
+}
+
+fn server(dir: &Path, o: ServerOpts<'_>) -> (Proc, PathBuf) {
+    let node_dir = dir.join(o.name);
+    std::fs::create_dir_all(&node_dir).unwrap();
+    let kubeconfig = node_dir.join("kubeconfig.yaml");
+    let mut args: Vec<String> = [
+        "server",
+        "--token",
+        o.token,
+        "--node-name",
+        o.name,
+        "--node-ip",
+        "127.0.0.1",
+        "--bind-address",
+        "127.0.0.1",
+        "--https-listen-port",
+        &o.port.to_string(),
+        "--data-dir",
+        &node_dir.join("data").to_string_lossy(),
+        "--write-kubeconfig",
+        &kubeconfig.to_string_lossy(),
+        // k3s flags the stand-in accepts and ignores, as topgun may pass them.
+        "--disable",
+        "traefik",
+        "--disable-network-policy",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    args.extend(o.extra);
+    (
+        Proc::spawn(o.name, dir, Path::new(K3S), &args, &o.env),
+        kubeconfig,
+    )
+}
+
+fn agent(dir: &Path, name: &str, url: &str, token: &str) -> Proc {
+    let args: Vec<String> = ["agent", "--node-name", name, "--node-ip", "127.0.0.1"]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+    let env = vec![
+        ("K3S_URL".to_owned(), url.to_owned()),
+        ("K3S_TOKEN".to_owned(), token.to_owned()),
+    ];
+    Proc::spawn(name, dir, Path::new(K3S), &args, &env)
+}
+
+/// A TCP load balancer in front of the servers, as topgun runs one.
+fn haproxy(dir: &Path, port: u16, backends: &[u16]) -> Proc {
+    let mut cfg = format!(
+        "defaults\n  mode tcp\n  timeout connect 5s\n  timeout client 1m\n  timeout server 1m\n\
+         frontend api\n  bind 127.0.0.1:{port}\n  default_backend servers\n\
+         backend servers\n  balance roundrobin\n"
+    );
+    for (i, p) in backends.iter().enumerate() {
+        cfg.push_str(&format!("  server s{i} 127.0.0.1:{p} check inter 1s\n"));
+    }
+    let path = dir.join("haproxy.cfg");
+    std::fs::write(&path, cfg).unwrap();
+    let args = vec![
+        "-W".into(),
+        "-db".into(),
+        "-f".into(),
+        path.to_string_lossy().into_owned(),
+    ];
+    Proc::spawn("haproxy", dir, &haproxy_path(), &args, &[])
+}
+
+fn kubectl(home: &Path, kubeconfig: &Path, args: &[&str]) -> (bool, String) {
+    let out = Command::new(kubectl_path())
+        .env("HOME", home)
+        .env_remove("KUBECONFIG")
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(args)
+        .output()
+        .expect("running kubectl");
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+/// Polls `kubectl get nodes -o json` until `want` holds; returns the names
+/// and Ready statuses of the last answer.
+async fn wait_nodes(
+    home: &Path,
+    kubeconfig: &Path,
+    want: impl Fn(&[(String, String, String)]) -> bool,
+    timeout: Duration,
+) -> Vec<(String, String, String)> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let (ok, out) = kubectl(home, kubeconfig, &["get", "nodes", "-o", "json"]);
+        let nodes: Vec<(String, String, String)> = if ok {
+            let v: Value = serde_json::from_str(&out)
+                .unwrap_or_else(|e| panic!("kubectl output is not JSON ({e}):\n{out}"));
+            v["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|n| {
+                    let ready = n["status"]["conditions"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .find(|c| c["type"] == "Ready")
+                        .map(|c| c["status"].as_str().unwrap().to_owned())
+                        .unwrap_or_default();
+                    let mut roles: Vec<&str> = n["metadata"]["labels"]
+                        .as_object()
+                        .unwrap()
+                        .keys()
+                        .filter_map(|k| k.strip_prefix("node-role.kubernetes.io/"))
+                        .collect();
+                    roles.sort_unstable();
+                    (
+                        n["metadata"]["name"].as_str().unwrap().to_owned(),
+                        ready,
+                        roles.join(","),
+                    )
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        if ok && want(&nodes) {
+            return nodes;
+        }
+        if Instant::now() > deadline {
+            panic!("nodes never reached the expected state; last kubectl answer (ok={ok}):\n{out}");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+fn all_ready(nodes: &[(String, String, String)], names: &[&str]) -> bool {
+    let mut got: Vec<&str> = nodes
+        .iter()
+        .filter(|n| n.1 == "True")
+        .map(|n| n.0.as_str())
+        .collect();
+    got.sort_unstable();
+    got == names && nodes.len() == names.len()
+}
+
+/// The YAML value after `key: ` on the first line that has it.
+fn yaml_value<'a>(yaml: &'a str, key: &str) -> &'a str {
+    yaml.lines()
+        .find_map(|l| l.trim().strip_prefix(&format!("{key}: ")))
+        .unwrap_or_else(|| panic!("no {key} in kubeconfig:\n{yaml}"))
+}
+
+struct Handshake {
+    alpn: Option<Vec<u8>>,
+    response: String,
+}
+
+/// Connects with TLS trusting `ca_pem`, optionally with a client
+/// certificate, and sends `GET path`. Errors are returned as text.
+async fn https_get(
+    port: u16,
+    ca_pem: &str,
+    client: Option<(&str, &str)>,
+    path: &str,
+) -> Result<Handshake, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots);
+    let mut config = match client {
+        Some((cert, key)) => builder
+            .with_client_auth_cert(
+                CertificateDer::pem_slice_iter(cert.as_bytes())
+                    .collect::<Result<Vec<_>, _>>()
+                    .unwrap(),
+                PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap(),
+            )
+            .unwrap(),
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(ServerName::try_from("127.0.0.1").unwrap(), tcp)
+        .await
+        .map_err(|e| format!("handshake: {e}"))?;
+    let alpn = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
+    tls.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .map_err(|e| format!("write: {e}"))?;
+    let mut response = Vec::new();
+    // TLS 1.3 reports a rejected client certificate only on the first read.
+    tls.read_to_end(&mut response)
+        .await
+        .map_err(|e| format!("read: {e}"))?;
+    Ok(Handshake {
+        alpn,
+        response: String::from_utf8_lossy(&response).into_owned(),
+    })
+}
+
+fn b64_field(yaml: &str, key: &str) -> String {
+    String::from_utf8(B64.decode(yaml_value(yaml, key)).unwrap()).unwrap()
+}
+
+// ------------------------------------------------------------------ tests
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_servers_and_an_agent_on_external_etcd_with_mutual_tls() {
+    kubectl_path();
+    haproxy_path();
+    let dir = tempfile::tempdir().unwrap();
+    let plan = EtcdClusterSpec::new("standin")
+        .with_members(3)
+        .plan()
+        .unwrap();
+    let etcd = LocalCluster::start(&plan)
+        .expect("starting a local etcd cluster (is etcd-server installed?)");
+    etcd.wait_healthy(Duration::from_secs(60))
+        .await
+        .expect("etcd became healthy");
+
+    // The k3s client files, placed and passed as topgun does (env, paths only).
+    let ds = etcd.datastore();
+    let pki = dir.path().join("etcd-pki");
+    for file in ds.k3s_files(&pki.to_string_lossy()) {
+        let path = PathBuf::from(&file.path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, file.contents.expose()).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(file.mode)).unwrap();
+    }
+    let env = ds.k3s_env(&pki.to_string_lossy());
+    assert!(
+        env.iter().any(|(k, _)| k == "K3S_DATASTORE_CERTFILE"),
+        "the plan uses mutual TLS"
+    );
+
+    let (p0, p1, plb) = (free_port(), free_port(), free_port());
+    let sans = vec![
+        "--tls-san".to_owned(),
+        "api.topgun.test".to_owned(),
+        "--tls-san=192.0.2.10,lb.topgun.test".to_owned(),
+    ];
+    let (mut s0, kc0) = server(
+        dir.path(),
+        ServerOpts {
+            name: "server-0",
+            port: p0,
+            token: TOKEN,
+            extra: sans.clone(),
+            env: env.clone(),
+        },
+    );
+    s0.wait_for(UP, Duration::from_secs(60)).await;
+    // The second server gets the datastore as flags rather than env.
+    let mut flags = sans.clone();
+    for (k, v) in &env {
+        let flag = match k.as_str() {
+            "K3S_DATASTORE_ENDPOINT" => "--datastore-endpoint",
+            "K3S_DATASTORE_CAFILE" => "--datastore-cafile",
+            "K3S_DATASTORE_CERTFILE" => "--datastore-certfile",
+            "K3S_DATASTORE_KEYFILE" => "--datastore-keyfile",
+            other => panic!("unexpected datastore variable {other}"),
+        };
+        flags.push(format!("{flag}={v}"));
+    }
+    let (mut s1, kc1) = server(
+        dir.path(),
+        ServerOpts {
+            name: "server-1",
+            port: p1,
+            token: TOKEN,
+            extra: flags,
+            env: vec![],
+        },
+    );
+    s1.wait_for(UP, Duration::from_secs(60)).await;
+    let log0 = s0.log();
+    for line in [
+        "Starting k3s v",
+        "Wrote kubeconfig ",
+        "Kube API server is now running",
+        UP,
+        REGISTERED,
+    ] {
+        assert!(log0.contains(line), "server-0 log lacks {line:?}:\n{log0}");
+    }
+    assert!(
+        log0.contains("level=warning msg=\"Flag --disable is accepted but not emulated"),
+        "unknown flags are logged:\n{log0}"
+    );
+    assert!(!log0.contains(TOKEN), "the token must never be logged");
+    assert!(
+        s1.log().contains("Reconciling bootstrap data"),
+        "server-1 read the bootstrap data:\n{}",
+        s1.log()
+    );
+
+    // The agent joins through a real haproxy in front of both servers.
+    let _lb = haproxy(dir.path(), plb, &[p0, p1]);
+    let mut a0 = agent(
+        dir.path(),
+        "agent-0",
+        &format!("https://127.0.0.1:{plb}"),
+        TOKEN,
+    );
+    a0.wait_for(REGISTERED, Duration::from_secs(60)).await;
+
+    // The kubeconfig is k3s's: 0600, names `default`, loopback server.
+    let yaml = std::fs::read_to_string(&kc0).unwrap();
+    assert_eq!(
+        std::fs::metadata(&kc0).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert_eq!(
+        yaml_value(&yaml, "server"),
+        format!("https://127.0.0.1:{p0}")
+    );
+    assert_eq!(yaml_value(&yaml, "current-context"), "default");
+    assert_eq!(yaml.matches("name: default").count(), 3, "{yaml}");
+    let ca_pem = b64_field(&yaml, "certificate-authority-data");
+    let client_cert = b64_field(&yaml, "client-certificate-data");
+    let client_key = b64_field(&yaml, "client-key-data");
+    let admin = &inspect_pem_or_der(client_cert.as_bytes()).unwrap()[0];
+    assert!(
+        admin.subject.contains("O=system:masters"),
+        "admin subject: {}",
+        admin.subject
+    );
+    assert!(
+        admin.extended_key_usage.iter().any(|u| u == "clientAuth"),
+        "{:?}",
+        admin.extended_key_usage
+    );
+
+    // Debian's kubectl lists three Ready nodes with k3s's roles.
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let nodes = wait_nodes(
+        &home,
+        &kc0,
+        |n| all_ready(n, &["agent-0", "server-0", "server-1"]),
+        Duration::from_secs(30),
+    )
+    .await;
+    for (name, _, roles) in &nodes {
+        let want = if name.starts_with("server") {
+            "control-plane,master"
+        } else {
+            ""
+        };
+        assert_eq!(roles, want, "roles of {name}");
+    }
+    let (ok, table) = kubectl(&home, &kc0, &["get", "nodes"]);
+    assert!(ok, "{table}");
+    assert!(table.starts_with("NAME"), "{table}");
+    assert_eq!(
+        table
+            .lines()
+            .filter(|l| l.split_whitespace().nth(1) == Some("Ready"))
+            .count(),
+        3,
+        "{table}"
+    );
+    let (ok, version) = kubectl(&home, &kc0, &["version"]);
+    assert!(
+        ok && version.contains("Server Version")
+            && version.contains("GitVersion:\"v1.30.6+standin1\""),
+        "{version}"
+    );
+    // Both servers share the cluster CAs: server-0's kubeconfig works on server-1.
+    let (ok, out) = kubectl(
+        &home,
+        &kc0,
+        &[
+            "--server",
+            &format!("https://127.0.0.1:{p1}"),
+            "get",
+            "nodes",
+        ],
+    );
+    assert!(ok, "server-0's kubeconfig against server-1: {out}");
+    assert_eq!(
+        b64_field(
+            &std::fs::read_to_string(&kc1).unwrap(),
+            "certificate-authority-data"
+        ),
+        ca_pem
+    );
+
+    // The serving certificate, inspected with topgun-tls (what `topgun tls
+    // inspect` shows): CN k3s, k3s's default SANs plus every --tls-san,
+    // trusted through the kubeconfig's CA for each --tls-san name as a
+    // client would dial it.
+    let roots = Roots::from_pem_or_der(ca_pem.as_bytes(), "certificate-authority-data").unwrap();
+    for name in ["api.topgun.test", "lb.topgun.test", "192.0.2.10"] {
+        let opts = EndpointOptions::new(EndpointTarget::new("127.0.0.1", p0))
+            .with_name(name)
+            .with_roots(roots.clone());
+        let report = inspect_endpoint(&opts).await.unwrap();
+        assert!(report.check.ok, "{name}: {:?}", report.check);
+        assert_eq!(report.check.covered, Some(true), "{name}");
+        let leaf = &report.certificates[0];
+        assert!(leaf.subject.contains("CN=k3s"), "{}", leaf.subject);
+        let sans: Vec<String> = leaf
+            .sans
+            .dns
+            .iter()
+            .cloned()
+            .chain(leaf.sans.ip.iter().map(|ip| ip.to_string()))
+            .collect();
+        for want in [
+            "api.topgun.test",
+            "lb.topgun.test",
+            "192.0.2.10",
+            "127.0.0.1",
+            "::1",
+            "10.43.0.1",
+            "localhost",
+            "kubernetes",
+            "kubernetes.default",
+            "kubernetes.default.svc",
+            "kubernetes.default.svc.cluster.local",
+        ] {
+            assert!(
+                sans.iter().any(|s| s == want),
+                "SAN {want} missing from {sans:?}"
+            );
+        }
+    }
+    let opts = EndpointOptions::new(EndpointTarget::new("127.0.0.1", p0))
+        .with_name("not-a-san.topgun.test")
+        .with_roots(roots.clone());
+    let report = inspect_endpoint(&opts).await.unwrap();
+    assert_eq!(report.check.covered, Some(false), "{:?}", report.check);
+    // Only http/1.1 is offered; /readyz answers the admin certificate.
+    let hs = https_get(p0, &ca_pem, Some((&client_cert, &client_key)), "/readyz")
+        .await
+        .unwrap();
+    assert_eq!(hs.alpn.as_deref(), Some(&b"http/1.1"[..]));
+    assert!(
+        hs.response.starts_with("HTTP/1.1 200") && hs.response.ends_with("ok"),
+        "{}",
+        hs.response
+    );
+    // Without a client certificate the API answers 401; a certificate from
+    // another CA fails the handshake.
+    let anon = https_get(p0, &ca_pem, None, "/api/v1/nodes").await.unwrap();
+    assert!(
+        anon.response.starts_with("HTTP/1.1 401"),
+        "{}",
+        anon.response
+    );
+    let stranger_ca =
+        topgun_tls::CertificateAuthority::generate(&topgun_tls::CaParams::new("stranger")).unwrap();
+    let stranger = stranger_ca
+        .issue(
+            &topgun_tls::LeafParams::new("system:admin", topgun_tls::CertUsage::Client)
+                .with_organization("system:masters"),
+        )
+        .unwrap();
+    let refused = https_get(
+        p0,
+        &ca_pem,
+        Some((&stranger.cert_pem, stranger.key_pem.expose())),
+        "/api/v1/nodes",
+    )
+    .await;
+    assert!(
+        refused.is_err(),
+        "a foreign client certificate was accepted: {:?}",
+        refused.map(|h| h.response)
+    );
+
+    // The datastore holds the encrypted bootstrap data and the node objects.
+    let files = etcd.client_files().expect("TLS client files");
+    let tls = TlsOptions::new()
+        .ca_certificate(Certificate::from_pem(std::fs::read(&files.ca).unwrap()))
+        .identity(Identity::from_pem(
+            std::fs::read(&files.cert).unwrap(),
+            std::fs::read(&files.key).unwrap(),
+        ));
+    let mut client = Client::connect(etcd.endpoints(), Some(ConnectOptions::new().with_tls(tls)))
+        .await
+        .unwrap();
+    let boot = client
+        .get("/bootstrap/", Some(GetOptions::new().with_prefix()))
+        .await
+        .unwrap();
+    let want_key = format!(
+        "/bootstrap/{}",
+        &hex::encode(Sha256::digest(TOKEN.as_bytes()))[..12]
+    );
+    let keys: Vec<String> = boot
+        .kvs()
+        .iter()
+        .map(|kv| kv.key_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(keys, [want_key]);
+    let sealed = boot.kvs()[0].value_str().unwrap();
+    assert!(
+        !sealed.contains("BEGIN") && !sealed.contains(TOKEN),
+        "bootstrap data must be encrypted"
+    );
+    let minions = client
+        .get(
+            "/registry/minions/",
+            Some(GetOptions::new().with_prefix().with_keys_only()),
+        )
+        .await
+        .unwrap();
+    let keys: Vec<&str> = minions
+        .kvs()
+        .iter()
+        .map(|kv| kv.key_str().unwrap())
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "/registry/minions/agent-0",
+            "/registry/minions/server-0",
+            "/registry/minions/server-1"
+        ]
+    );
+
+    // A third server with the wrong token fails as k3s does.
+    let (mut bad, _) = server(
+        dir.path(),
+        ServerOpts {
+            name: "server-2",
+            port: free_port(),
+            token: "not-the-cluster-token",
+            extra: vec![],
+            env: env.clone(),
+        },
+    );
+    let status = bad.wait_exit(Duration::from_secs(60)).await;
+    assert!(!status.success(), "a server with the wrong token must fail");
+    let log = bad.log();
+    assert!(
+        log.contains("level=fatal msg=\"starting kubernetes: preparing server: bootstrap data already found and encrypted with different token\""),
+        "{log}"
+    );
+    assert!(!log.contains("k3s is up and running"), "{log}");
+
+    // A node is Ready only while it heartbeats: a killed agent turns NotReady.
+    a0.kill();
+    let nodes = wait_nodes(
+        &home,
+        &kc1,
+        |n| {
+            n.iter()
+                .any(|(name, ready, _)| name == "agent-0" && ready == "Unknown")
+        },
+        Duration::from_secs(30),
+    )
+    .await;
+    assert!(
+        nodes
+            .iter()
+            .filter(|n| n.0.starts_with("server"))
+            .all(|n| n.1 == "True"),
+        "{nodes:?}"
+    );
+    let (_, table) = kubectl(&home, &kc1, &["get", "nodes"]);
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("agent-0") && l.contains("NotReady")),
+        "{table}"
+    );
+
+    // SIGTERM stops a server promptly (PID 1 in a container gets only that).
+    let pid = s1.child.as_ref().unwrap().id();
+    let t = Instant::now();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = s1.wait_exit(Duration::from_secs(5)).await;
+    assert!(status.success(), "SIGTERM exit status: {status}");
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "SIGTERM took {:?}",
+        t.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_cluster_init_joiner_and_agent() {
+    kubectl_path();
+    let dir = tempfile::tempdir().unwrap();
+    let (p0, p1) = (free_port(), free_port());
+    let (mut s0, kc0) = server(
+        dir.path(),
+        ServerOpts {
+            name: "server-0",
+            port: p0,
+            token: TOKEN,
+            extra: vec!["--cluster-init".into()],
+            env: vec![],
+        },
+    );
+    s0.wait_for(UP, Duration::from_secs(30)).await;
+    let (mut s1, kc1) = server(
+        dir.path(),
+        ServerOpts {
+            name: "server-1",
+            port: p1,
+            token: TOKEN,
+            extra: vec![],
+            env: vec![
+                ("K3S_URL".into(), format!("https://127.0.0.1:{p0}")),
+                ("K3S_KUBECONFIG_MODE".into(), "644".into()),
+            ],
+        },
+    );
+    s1.wait_for(UP, Duration::from_secs(30)).await;
+    assert_eq!(
+        std::fs::metadata(&kc1).unwrap().permissions().mode() & 0o777,
+        0o644
+    );
+    assert_eq!(
+        std::fs::metadata(&kc0).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    // The agent talks to the joiner, which forwards to the init server's store.
+    let mut a0 = agent(
+        dir.path(),
+        "agent-0",
+        &format!("https://127.0.0.1:{p1}"),
+        TOKEN,
+    );
+    a0.wait_for(REGISTERED, Duration::from_secs(30)).await;
+
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let nodes = wait_nodes(
+        &home,
+        &kc1,
+        |n| all_ready(n, &["agent-0", "server-0", "server-1"]),
+        Duration::from_secs(30),
+    )
+    .await;
+    for (name, _, roles) in &nodes {
+        let want = if name.starts_with("server") {
+            "control-plane,etcd,master"
+        } else {
+            ""
+        };
+        assert_eq!(roles, want, "roles of {name}");
+    }
+    // Same CA on both servers.
+    let ca = |p: &Path| {
+        b64_field(
+            &std::fs::read_to_string(p).unwrap(),
+            "certificate-authority-data",
+        )
+    };
+    assert_eq!(ca(&kc0), ca(&kc1));
+    // The init server wrote k3s's full token form: K10<sha256 of the CA>::server:<password>.
+    let token_file =
+        std::fs::read_to_string(dir.path().join("server-0/data/server/token")).unwrap();
+    let want = format!(
+        "K10{}::server:{TOKEN}",
+        hex::encode(Sha256::digest(ca(&kc0).as_bytes()))
+    );
+    assert_eq!(token_file.trim(), want);
+    assert_eq!(
+        std::fs::metadata(dir.path().join("server-0/data/server/token"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
+
+    // A joiner with the wrong token is refused and exits.
+    let (mut bad, _) = server(
+        dir.path(),
+        ServerOpts {
+            name: "server-2",
+            port: free_port(),
+            token: "wrong-token",
+            extra: vec!["--server".into(), format!("https://127.0.0.1:{p0}")],
+            env: vec![],
+        },
+    );
+    assert!(!bad.wait_exit(Duration::from_secs(30)).await.success());
+    assert!(bad.log().contains("level=fatal"), "{}", bad.log());
+    // An agent with a K10 token for another CA refuses to join.
+    let other = format!("K10{}::server:{TOKEN}", "0".repeat(64));
+    let mut stray = agent(
+        dir.path(),
+        "agent-1",
+        &format!("https://127.0.0.1:{p0}"),
+        &other,
+    );
+    assert!(!stray.wait_exit(Duration::from_secs(30)).await.success());
+    assert!(
+        stray
+            .log()
+            .contains("level=fatal msg=\"token CA hash does not match"),
+        "{}",
+        stray.log()
+    );
+}
+
+#[tokio::test]
+async fn bad_datastore_endpoint_is_fatal() {
+    let dir = tempfile::tempdir().unwrap();
+    for endpoint in ["etcd", "127.0.0.1:2379"] {
+        let (mut s, kc) = server(
+            dir.path(),
+            ServerOpts {
+                name: "server-0",
+                port: free_port(),
+                token: TOKEN,
+                extra: vec![format!("--datastore-endpoint={endpoint}")],
+                env: vec![],
+            },
+        );
+        let status = s.wait_exit(Duration::from_secs(10)).await;
+        assert_eq!(status.code(), Some(1), "{}", s.log());
+        let log = s.log();
+        assert!(
+            log.contains("level=fatal") && log.contains("invalid datastore endpoint"),
+            "{log}"
+        );
+        assert!(
+            !kc.exists(),
+            "nothing is written before the configuration is checked"
+        );
+    }
+}
+
+#[tokio::test]
+async fn unreachable_etcd_is_retried_then_fatal() {
+    let dir = tempfile::tempdir().unwrap();
+    // Real TLS files, but nothing listens on the endpoint.
+    let ca =
+        topgun_tls::CertificateAuthority::generate(&topgun_tls::CaParams::new("etcd-ca")).unwrap();
+    let client = ca
+        .issue(&topgun_tls::LeafParams::new(
+            "k3s",
+            topgun_tls::CertUsage::Client,
+        ))
+        .unwrap();
+    let pki = dir.path().join("pki");
+    std::fs::create_dir_all(&pki).unwrap();
+    std::fs::write(pki.join("ca.crt"), ca.cert_pem()).unwrap();
+    let (cert, key) =
+        topgun_tls::write::write_certified_key(&pki, "client", &client, false).unwrap();
+    let env = vec![
+        (
+            "K3S_DATASTORE_ENDPOINT".to_owned(),
+            format!("https://127.0.0.1:{}", free_port()),
+        ),
+        (
+            "K3S_DATASTORE_CAFILE".to_owned(),
+            pki.join("ca.crt").to_string_lossy().into_owned(),
+        ),
+        (
+            "K3S_DATASTORE_CERTFILE".to_owned(),
+            cert.to_string_lossy().into_owned(),
+        ),
+        (
+            "K3S_DATASTORE_KEYFILE".to_owned(),
+            key.to_string_lossy().into_owned(),
+        ),
+        ("K3S_STANDIN_STARTUP_TIMEOUT".to_owned(), "4".to_owned()),
+    ];
+    let (mut s, kc) = server(
+        dir.path(),
+        ServerOpts {
+            name: "server-0",
+            port: free_port(),
+            token: TOKEN,
+            extra: vec![],
+            env,
+        },
+    );
+    let status = s.wait_exit(Duration::from_secs(30)).await;
+    let log = s.log();
+    assert_eq!(status.code(), Some(1), "{log}");
+    assert!(
+        log.matches("Failed to test data store connection").count() >= 2,
+        "retries are logged:\n{log}"
+    );
+    assert!(log.contains("level=fatal"), "{log}");
+    assert!(!kc.exists());
+}

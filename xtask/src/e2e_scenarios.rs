@@ -1,0 +1,396 @@
+//! The end-to-end scenarios. Each drives `topgun` like a user and checks the
+//! result with kubectl, docker and topgun's own checks.
+
+use std::net::TcpListener;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail, ensure};
+
+use crate::e2e::{Harness, Scenario, docker, has_mode, scratch, stdout_json};
+
+/// Every scenario, in the order they run.
+pub fn all() -> Vec<Scenario> {
+    vec![
+        ("bad-input", bad_input),
+        ("one-server-embedded", one_server_embedded),
+        ("ha-etcd", ha_etcd),
+        ("failure-missing-image", failure_missing_image),
+        ("failure-node-exits", failure_node_exits),
+        ("failure-port-taken", failure_port_taken),
+        ("failure-readiness-timeout", failure_readiness_timeout),
+        ("failure-sigint", failure_sigint),
+    ]
+}
+
+/// Bad input is refused with exit 2 and a message, and nothing is created.
+fn bad_input(h: &Harness) -> anyhow::Result<()> {
+    let ok_name = h.cluster_name("bad");
+    let long_name = "a".repeat(33);
+    let yaml = scratch(h, "unknown-field.yaml");
+    std::fs::write(&yaml, format!("name: {ok_name}\nservers: 1\nserverz: 3\n"))?;
+    let yaml = yaml.to_string_lossy().into_owned();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["create", "bad_name"], "_"),
+        (vec!["create", "-leading"], ""),
+        (vec!["create", &long_name], "32"),
+        (vec!["create", &ok_name, "--servers", "0"], "server"),
+        (vec!["create", &ok_name, "--api-port", "0"], "port"),
+        (vec!["create", &ok_name, "--api-port", "70000"], "port"),
+        (
+            vec![
+                "create",
+                &ok_name,
+                "--tls-san",
+                "k3s server --tls-san \"alien.io\"",
+            ],
+            "--tls-san alien.io",
+        ),
+        (
+            vec!["create", &ok_name, "--tls-san", "https://example.com:6443"],
+            "example.com",
+        ),
+        (
+            vec![
+                "create",
+                &ok_name,
+                "--k3s-arg",
+                "--disable=traefik@server:x",
+            ],
+            "filter",
+        ),
+        (
+            vec!["create", &ok_name, "--k3s-arg", "--disable=traefik@nodes:*"],
+            "filter",
+        ),
+        (
+            vec!["create", &ok_name, "--datastore-endpoint", "etcd"],
+            "datastore",
+        ),
+        (vec!["create", "--config", &yaml], "serverz"),
+    ];
+    let mut problems = Vec::new();
+    for (args, needle) in &cases {
+        let out = h.run_topgun(args)?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if out.status.code() != Some(2) {
+            problems.push(format!(
+                "{args:?}: exit {:?}, want 2; stderr: {stderr}",
+                out.status.code()
+            ));
+        } else if !stderr.to_lowercase().contains(&needle.to_lowercase()) {
+            problems.push(format!(
+                "{args:?}: stderr does not mention {needle:?}: {stderr}"
+            ));
+        }
+    }
+    h.assert_no_resources(&ok_name)?;
+    // A valid mixed-case name gets past validation: checked with a missing
+    // image so that the create fails fast, after validation, and cleans up.
+    let mixed = format!("E2E{}Mixed", h.run_id);
+    h.cluster_name(&format!("{}Mixed", h.run_id));
+    let out = h.run_topgun(&[
+        "create",
+        &mixed,
+        "--image",
+        "topgun-local/does-not-exist:none",
+    ])?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if stderr.contains("name") && stderr.contains("invalid") {
+        problems.push(format!("mixed-case name {mixed} was refused: {stderr}"));
+    }
+    ensure!(
+        problems.is_empty(),
+        "bad input not handled:\n{}",
+        problems.join("\n")
+    );
+    Ok(())
+}
+
+/// 1 server, embedded datastore: merge, kubectl sees 1 Ready node, delete
+/// leaves nothing, a second delete is a no-op.
+fn one_server_embedded(h: &Harness) -> anyhow::Result<()> {
+    let name = h.cluster_name("one");
+    h.ok_topgun(&["create", &name, "--no-kubeconfig"])?;
+    h.ok_topgun(&["kubeconfig", "merge", &name])?;
+    ensure!(
+        has_mode(&h.kubeconfig_path(), 0o600)?,
+        "merged kubeconfig is not mode 0600"
+    );
+    let context = format!("topgun-{name}");
+    h.wait_ready_nodes(&context, 1, Duration::from_secs(30))?;
+    let list = stdout_json(&h.ok_topgun(&["list", "-o", "json"])?)?;
+    ensure!(
+        list.to_string().contains(&name),
+        "topgun list does not show {name}: {list}"
+    );
+    h.ok_topgun(&["delete", &name])?;
+    h.assert_no_resources(&name)?;
+    let config = std::fs::read_to_string(h.kubeconfig_path())?;
+    ensure!(
+        !config.contains(&context),
+        "delete left {context} in the kubeconfig"
+    );
+    h.ok_topgun(&["delete", &name])
+        .context("a second delete must succeed")?;
+    Ok(())
+}
+
+/// 3 servers, 2 agents, a 3-member etcd with mutual TLS; faults; delete.
+fn ha_etcd(h: &Harness) -> anyhow::Result<()> {
+    let name = h.cluster_name("ha");
+    let started = Instant::now();
+    h.ok_topgun(&[
+        "create",
+        &name,
+        "--servers",
+        "3",
+        "--agents",
+        "2",
+        "--datastore",
+        "etcd",
+        "--etcd-members",
+        "3",
+        "--tls-san",
+        "192.168.1.28",
+    ])?;
+    eprintln!(
+        "e2e: ha create took {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+    let context = format!("topgun-{name}");
+    h.wait_ready_nodes(&context, 5, Duration::from_secs(30))?;
+
+    let status = stdout_json(&h.ok_topgun(&["status", &name, "-o", "json"])?)?;
+    let verdict = status.pointer("/etcd/verdict").and_then(|v| v.as_str());
+    ensure!(
+        verdict == Some("Healthy"),
+        "etcd verdict {verdict:?}, want Healthy: {status}"
+    );
+    let nodes = status["nodes"].as_array().context("status has no nodes")?;
+    ensure!(
+        nodes.len() >= 5,
+        "status lists {} nodes: {status}",
+        nodes.len()
+    );
+
+    // What the stand-in wrote to etcd.
+    let keys = h.ok_topgun(&["etcd", "keys", &name, "-o", "json"])?;
+    let keys = String::from_utf8_lossy(&keys.stdout);
+    ensure!(
+        keys.contains("/bootstrap/"),
+        "no /bootstrap key in etcd: {keys}"
+    );
+    ensure!(
+        keys.contains("/registry/minions/"),
+        "no /registry/minions key in etcd: {keys}"
+    );
+
+    // The kubeconfig's host is covered, and so is the --tls-san host.
+    let kubeconfig = h.kubeconfig_path();
+    let kubeconfig = kubeconfig.to_string_lossy();
+    h.ok_topgun(&[
+        "tls",
+        "check-kubeconfig",
+        "--kubeconfig",
+        &kubeconfig,
+        "--context",
+        &context,
+    ])?;
+    let api = status["api"]["port"]
+        .as_u64()
+        .context("status has no api.port")?;
+    let addr = format!("127.0.0.1:{api}");
+    let ca = scratch(h, "api-ca.crt");
+    let ca_data = h.kubectl(&[
+        "--context",
+        &context,
+        "config",
+        "view",
+        "--raw",
+        "--minify",
+        "-o",
+        "jsonpath={.clusters[0].cluster.certificate-authority-data}",
+    ])?;
+    let ca_pem = base64_decode(String::from_utf8_lossy(&ca_data.stdout).trim())?;
+    std::fs::write(&ca, ca_pem)?;
+    h.ok_topgun(&[
+        "tls",
+        "inspect",
+        &format!("192.168.1.28:{api}"),
+        "--connect-to",
+        &addr,
+        "--ca",
+        &ca.to_string_lossy(),
+    ])
+    .context("the --tls-san host must be covered")?;
+
+    // Fault: kill the etcd leader; within 5 s status shows Degraded with a
+    // new leader, and kubectl still works.
+    let leader = etcd_leader(h, &name)?;
+    docker(&["kill", &leader])?;
+    let killed = Instant::now();
+    loop {
+        let out = h.run_topgun(&["etcd", "status", &name, "-o", "json"])?;
+        let status = stdout_json(&out)?;
+        let verdict = status["verdict"].as_str().unwrap_or_default().to_owned();
+        let new_leader = status["leader"].as_str().unwrap_or_default().to_owned();
+        if verdict == "Degraded" && !new_leader.is_empty() && new_leader != leader {
+            eprintln!(
+                "e2e: etcd Degraded with new leader {new_leader} {:.2}s after the kill",
+                killed.elapsed().as_secs_f64()
+            );
+            break;
+        }
+        if killed.elapsed() > Duration::from_secs(5) {
+            bail!("5 s after killing {leader}: verdict {verdict}, leader {new_leader:?}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    h.wait_ready_nodes(&context, 5, Duration::from_secs(15))?;
+
+    // Fault: kill one server; kubectl through the load balancer still works.
+    docker(&["kill", &format!("topgun-{name}-server-0")])?;
+    let out = h.kubectl(&["--context", &context, "get", "nodes"])?;
+    ensure!(
+        out.status.success(),
+        "kubectl failed after killing server-0"
+    );
+
+    let started = Instant::now();
+    h.ok_topgun(&["delete", &name])?;
+    eprintln!(
+        "e2e: ha delete took {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+    h.assert_no_resources(&name)?;
+    h.ok_topgun(&["delete", &name])
+        .context("a second delete must succeed")?;
+    Ok(())
+}
+
+fn etcd_leader(h: &Harness, name: &str) -> anyhow::Result<String> {
+    let status = stdout_json(&h.ok_topgun(&["etcd", "status", name, "-o", "json"])?)?;
+    status["leader"]
+        .as_str()
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .with_context(|| format!("etcd status names no leader: {status}"))
+}
+
+/// Expects `create` to fail with exit 1, a message containing `needle`, and
+/// no resources left.
+fn expect_failed_create(
+    h: &Harness,
+    name: &str,
+    args: &[&str],
+    needle: &str,
+) -> anyhow::Result<()> {
+    let mut all = vec!["create", name];
+    all.extend_from_slice(args);
+    let out = h.run_topgun(&all)?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    ensure!(
+        !out.status.success(),
+        "create {args:?} succeeded; it must fail"
+    );
+    ensure!(
+        stderr.to_lowercase().contains(&needle.to_lowercase()),
+        "create {args:?}: the error does not mention {needle:?}: {stderr}"
+    );
+    h.assert_no_resources(name)
+}
+
+fn failure_missing_image(h: &Harness) -> anyhow::Result<()> {
+    let name = h.cluster_name("noimage");
+    expect_failed_create(
+        h,
+        &name,
+        &["--image", "topgun-local/does-not-exist:none"],
+        "does-not-exist",
+    )
+}
+
+fn failure_node_exits(h: &Harness) -> anyhow::Result<()> {
+    let name = h.cluster_name("exits");
+    expect_failed_create(
+        h,
+        &name,
+        &["--k3s-arg", "--datastore-endpoint=not-a-url@server:0"],
+        "server-0",
+    )
+}
+
+fn failure_port_taken(h: &Harness) -> anyhow::Result<()> {
+    let name = h.cluster_name("port");
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let port = listener.local_addr()?.port().to_string();
+    expect_failed_create(
+        h,
+        &name,
+        &["--api-port", &format!("127.0.0.1:{port}")],
+        &port,
+    )
+}
+
+fn failure_readiness_timeout(h: &Harness) -> anyhow::Result<()> {
+    let name = h.cluster_name("timeout");
+    // The agent gets a token the servers do not know: like k3s, it keeps
+    // retrying and never registers, so readiness times out.
+    expect_failed_create(
+        h,
+        &name,
+        &[
+            "--agents",
+            "1",
+            "-e",
+            "K3S_TOKEN=wrong-token@agent:0",
+            "--timeout",
+            "8s",
+        ],
+        "agent-0",
+    )
+}
+
+fn failure_sigint(h: &Harness) -> anyhow::Result<()> {
+    let name = h.cluster_name("sigint");
+    let mut child = h
+        .topgun(&["create", &name, "--servers", "3", "--datastore", "etcd"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    // Wait until the create has made its first container.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if h.resources(&name)?
+            .iter()
+            .any(|r| r.starts_with("container:"))
+        {
+            break;
+        }
+        if let Some(status) = child.try_wait()? {
+            bail!("create ended ({status}) before it was interrupted");
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "create made no container within 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let pid = child.id().to_string();
+    let kill = std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()?;
+    ensure!(kill.success(), "kill -INT failed");
+    let out = child.wait_with_output()?;
+    ensure!(
+        !out.status.success(),
+        "an interrupted create must exit non-zero"
+    );
+    h.assert_no_resources(&name)
+}
+
+fn base64_decode(input: &str) -> anyhow::Result<Vec<u8>> {
+    use base64::Engine;
+    Ok(base64::engine::general_purpose::STANDARD.decode(input)?)
+}
