@@ -38,6 +38,11 @@ pub fn hint(message: &str) {
     eprintln!("hint: {message}");
 }
 
+/// Prints a progress line to stderr (callers decide whether progress is on).
+pub fn progress(message: &str) {
+    eprintln!("{message}");
+}
+
 /// Prints a result line to stdout.
 pub fn result(text: &str) {
     println!("{text}");

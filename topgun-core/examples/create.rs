@@ -1,12 +1,14 @@
 //! Creates a cluster, shows its status, and deletes it again.
 //!
 //! ```text
-//! cargo run -p topgun-core --example create -- [NAME] [--servers N] [--agents N] [--etcd N] [--keep]
+//! cargo run -p topgun-core --example create -- [NAME] [--servers N] [--agents N] [--etcd N] [--keep] [--floor]
 //! ```
 //!
 //! Images come from `TOPGUN_K3S_IMAGE`, `TOPGUN_ETCD_IMAGE` and
 //! `TOPGUN_LB_IMAGE` (see `cargo xtask images --print`) or the defaults.
-//! Ctrl-C during the create rolls everything back.
+//! Ctrl-C during the create rolls everything back. `--floor` first measures
+//! creating and starting the same containers directly (see
+//! `topgun_core::floor`).
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
@@ -15,10 +17,20 @@ use std::sync::Arc;
 use topgun_core::{Cluster, ClusterSpec, CreateOptions, Datastore};
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> std::process::ExitCode {
+    match run().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let mut name = "example".to_owned();
-    let (mut servers, mut agents, mut etcd, mut keep) = (1, 0, 0, false);
+    let (mut servers, mut agents, mut etcd, mut keep, mut floor) = (1, 0, 0, false, false);
     while let Some(arg) = args.next() {
         let mut number = || -> Result<u32, Box<dyn std::error::Error>> {
             Ok(args.next().ok_or("a number is missing")?.parse()?)
@@ -28,6 +40,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             "--agents" => agents = number()?,
             "--etcd" => etcd = number()?,
             "--keep" => keep = true,
+            "--floor" => floor = true,
             other => name = other.to_owned(),
         }
     }
@@ -38,6 +51,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let spec = builder.build()?;
 
     let docker = topgun_core::docker::connect().await?;
+    if floor {
+        let f = topgun_core::floor::floor(&docker, &spec).await?;
+        println!(
+            "floor: created and started the same containers in {:.2}s (removed in {:.2}s)",
+            f.create_and_start.as_secs_f64(),
+            f.remove.as_secs_f64()
+        );
+    }
     let options = CreateOptions::new().progress(Arc::new(|event| eprintln!("  {event}")));
     let cancel = async {
         let _ = tokio::signal::ctrl_c().await;

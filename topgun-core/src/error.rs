@@ -119,7 +119,7 @@ pub enum Error {
         last_logs: Vec<String>,
     },
     /// A node or check did not become ready in time.
-    #[error("{node} was not ready after {}s: {waiting_for}{}", after.as_secs(), log_tail(last_logs))]
+    #[error("{node} was not ready after {}: {waiting_for}{}", human(*after), log_tail(last_logs))]
     Timeout {
         /// The container (or check) that timed out.
         node: String,
@@ -176,6 +176,16 @@ fn fix_suffix(fix: &str) -> String {
         String::new()
     } else {
         format!("; {fix}")
+    }
+}
+
+fn human(d: Duration) -> String {
+    if d < Duration::from_secs(1) {
+        format!("{}ms", d.as_millis())
+    } else if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{:.1}s", d.as_secs_f64())
     }
 }
 

@@ -188,7 +188,8 @@ struct FileLock(PathBuf);
 impl FileLock {
     fn acquire(path: &Path) -> Result<Self> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| Error::io("cannot create directory", dir, e))?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| Error::io("cannot create directory", dir, e))?;
         }
         let mut lock = path.as_os_str().to_owned();
         lock.push(".lock");

@@ -46,6 +46,7 @@ pub mod archive;
 pub mod cluster;
 pub mod docker;
 pub mod error;
+pub mod floor;
 pub mod images;
 pub mod kubeconfig;
 pub mod labels;

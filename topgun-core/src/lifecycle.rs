@@ -211,6 +211,10 @@ pub struct NodeStatus {
 pub struct EtcdStatus {
     /// The verdict (`None` when it could not be checked).
     pub health: Option<ClusterHealth>,
+    /// The container of the leader, when one answered as leader.
+    pub leader: Option<String>,
+    /// The member containers, in member order.
+    pub names: Vec<String>,
     /// Every member's status, in member order.
     pub members: Vec<MemberStatus>,
     /// Why the check could not be made.
@@ -222,6 +226,10 @@ pub struct EtcdStatus {
 pub struct ApiStatus {
     /// The API URL (`https://<api host>:<port>`).
     pub server: Option<String>,
+    /// The host clients dial.
+    pub host: Option<IpAddr>,
+    /// The published host port.
+    pub port: Option<u16>,
     /// Whether `/readyz` answered ok.
     pub ready: bool,
     /// The answer or the error.
@@ -291,38 +299,65 @@ fn node_status(
     })
 }
 
+/// A cluster as Docker shows it: its containers, their inspect responses
+/// and the nodes they are.
+struct ClusterView {
+    name: String,
+    containers: Vec<ContainerSummary>,
+    infos: HashMap<String, ContainerInspectResponse>,
+    nodes: Vec<NodeStatus>,
+}
+
+impl ClusterView {
+    async fn load(docker: &Docker, name: &str) -> Result<Self> {
+        let containers = cluster_containers(docker, name).await?;
+        let infos = join_all(containers.iter().map(|c| {
+            let id = c.id.clone().unwrap_or_default();
+            async move { dockerx::inspect(docker, &id).await.ok() }
+        }))
+        .await;
+        let mut nodes: Vec<NodeStatus> = containers
+            .iter()
+            .zip(&infos)
+            .filter_map(|(c, i)| node_status(c, i.as_ref()))
+            .collect();
+        nodes.sort_by_key(|n| (role_rank(n.role), n.index));
+        let infos = containers
+            .iter()
+            .zip(infos)
+            .filter_map(|(c, i)| Some((dockerx::summary_name(c), i?)))
+            .collect();
+        Ok(ClusterView {
+            name: name.to_owned(),
+            containers,
+            infos,
+            nodes,
+        })
+    }
+
+    fn info(&self, container: &str) -> Option<&ContainerInspectResponse> {
+        self.infos.get(container)
+    }
+}
+
 /// The status of cluster `name`: nodes (role, state, IP, restarts), the
 /// load balancer's backends, etcd's verdict (with topgun's client
 /// certificate, read back from an etcd member), API readiness, and whether
 /// the API certificate covers the kubeconfig's host.
 pub async fn status(docker: &Docker, name: &str) -> Result<ClusterStatus> {
-    let containers = cluster_containers(docker, name).await?;
-    let infos = join_all(containers.iter().map(|c| {
-        let id = c.id.clone().unwrap_or_default();
-        async move { dockerx::inspect(docker, &id).await.ok() }
-    }))
-    .await;
-    let mut nodes: Vec<NodeStatus> = containers
-        .iter()
-        .zip(&infos)
-        .filter_map(|(c, i)| node_status(c, i.as_ref()))
-        .collect();
-    nodes.sort_by_key(|n| (role_rank(n.role), n.index));
-    let datastore = containers
+    let view = ClusterView::load(docker, name).await?;
+    let nodes = view.nodes.clone();
+    let datastore = view
+        .containers
         .iter()
         .find_map(|c| label(&c.labels, labels::DATASTORE))
         .map(str::to_owned);
-    let infos_by_name: HashMap<String, &ContainerInspectResponse> = containers
-        .iter()
-        .zip(&infos)
-        .filter_map(|(c, i)| Some((dockerx::summary_name(c), i.as_ref()?)))
-        .collect();
 
     let lb = nodes.iter().find(|n| n.role == Role::LoadBalancer);
     let (loadbalancer, loadbalancer_error) = match lb {
         None => (None, None),
-        Some(lb) => match infos_by_name
-            .get(&lb.name)
+        Some(lb) => match view
+            .info(&lb.name)
             .and_then(|i| host_port(i, LB_STATS_PORT))
         {
             None => (
@@ -347,10 +382,10 @@ pub async fn status(docker: &Docker, name: &str) -> Result<ClusterStatus> {
     let etcd = if etcd_nodes.is_empty() {
         None
     } else {
-        Some(etcd_status(docker, &etcd_nodes, &infos_by_name).await)
+        Some(etcd_status(docker, &etcd_nodes, &view).await)
     };
 
-    let api = api_status(docker, name, &containers, &nodes, &infos_by_name).await;
+    let api = api_status(docker, &view).await;
 
     let healthy = nodes.iter().all(|n| n.state == "running")
         && loadbalancer_error.is_none()
@@ -407,97 +442,136 @@ async fn etcd_client_tls(docker: &Docker, members: &[&NodeStatus]) -> Result<Cli
     }))
 }
 
-async fn etcd_status(
-    docker: &Docker,
-    members: &[&NodeStatus],
-    infos: &HashMap<String, &ContainerInspectResponse>,
-) -> EtcdStatus {
-    let tls = match etcd_client_tls(docker, members).await {
-        Ok(t) => t,
-        Err(e) => {
-            return EtcdStatus {
-                health: None,
-                members: Vec::new(),
-                error: Some(format!("cannot read topgun's etcd client certificate: {e}")),
-            };
-        }
-    };
-    // Running members are asked through their published client port;
-    // stopped ones count as unreachable, so the verdict sees the whole
-    // cluster.
-    let mut endpoints = Vec::new();
-    let mut slots: Vec<Option<usize>> = Vec::new();
-    for m in members {
-        // Only the client port is published.
-        let port = infos.get(&m.name).and_then(|i| {
-            i.network_settings
-                .as_ref()?
-                .ports
-                .as_ref()?
-                .values()
-                .flatten()
-                .flatten()
-                .find_map(|b| b.host_port.as_deref()?.parse::<u16>().ok())
-        });
-        match port {
-            Some(port) if m.state == "running" => {
-                slots.push(Some(endpoints.len()));
-                endpoints.push(format!("https://127.0.0.1:{port}"));
-            }
-            _ => slots.push(None),
-        }
+/// How to reach a cluster's etcd members from this host.
+#[derive(Debug, Clone)]
+pub struct EtcdAccess {
+    /// Every member, in order: its container name and, when it runs, its
+    /// client endpoint (`https://127.0.0.1:<published port>`).
+    pub members: Vec<(String, Option<String>)>,
+    /// topgun's client certificate and the etcd CA, read back from a member
+    /// (no local state file).
+    pub tls: ClientTls,
+}
+
+impl EtcdAccess {
+    /// The endpoints of the running members.
+    pub fn endpoints(&self) -> Vec<String> {
+        self.members.iter().filter_map(|(_, e)| e.clone()).collect()
     }
-    let answered = if endpoints.is_empty() {
-        Ok(Vec::new())
-    } else {
-        match Checker::connect(&endpoints, &ClientConfig::with_tls(tls)).await {
-            Ok(checker) => Ok(checker.statuses().await),
-            Err(e) => Err(e),
-        }
-    };
-    match answered {
-        Err(e) => EtcdStatus {
-            health: None,
-            members: Vec::new(),
-            error: Some(e.to_string()),
-        },
-        Ok(answered) => {
-            let statuses: Vec<MemberStatus> = members
-                .iter()
-                .zip(&slots)
-                .map(|(m, slot)| match slot {
-                    Some(i) => answered[*i].clone(),
-                    None => MemberStatus::unreachable(
-                        m.name.clone(),
-                        format!("container is {}", m.state),
-                    ),
-                })
-                .collect();
-            let health = topgun_etcd::assess(&statuses);
-            EtcdStatus {
-                health: Some(health),
-                members: statuses,
-                error: None,
-            }
-        }
+
+    /// One status round over every member (stopped ones count as
+    /// unreachable) and topgun-etcd's verdict on it.
+    pub async fn health(&self) -> Result<(ClusterHealth, Vec<MemberStatus>)> {
+        let endpoints = self.endpoints();
+        let answered = if endpoints.is_empty() {
+            Vec::new()
+        } else {
+            Checker::connect(&endpoints, &ClientConfig::with_tls(self.tls.clone()))
+                .await?
+                .statuses()
+                .await
+        };
+        let mut answered = answered.into_iter();
+        let statuses: Vec<MemberStatus> = self
+            .members
+            .iter()
+            .map(|(name, endpoint)| match endpoint {
+                Some(_) => answered.next().expect("one status per endpoint"),
+                None => MemberStatus::unreachable(name.clone(), "its container is not running"),
+            })
+            .collect();
+        Ok((topgun_etcd::assess(&statuses), statuses))
     }
 }
 
-async fn api_status(
+/// How to reach the etcd members of cluster `name` (for `topgun etcd status
+/// NAME`); [`Error::ClusterNotFound`] when the cluster has none.
+pub async fn etcd_access(docker: &Docker, name: &str) -> Result<EtcdAccess> {
+    let view = ClusterView::load(docker, name).await?;
+    let members: Vec<&NodeStatus> = view.nodes.iter().filter(|n| n.role == Role::Etcd).collect();
+    if members.is_empty() {
+        return Err(Error::invalid(
+            format!("cluster {name:?}"),
+            "has no etcd members (its datastore is not topgun's etcd)",
+            "",
+        ));
+    }
+    etcd_access_of(docker, &members, &view).await
+}
+
+async fn etcd_access_of(
     docker: &Docker,
-    name: &str,
-    containers: &[ContainerSummary],
-    nodes: &[NodeStatus],
-    infos: &HashMap<String, &ContainerInspectResponse>,
-) -> ApiStatus {
+    members: &[&NodeStatus],
+    view: &ClusterView,
+) -> Result<EtcdAccess> {
+    let tls = etcd_client_tls(docker, members).await?;
+    let members = members
+        .iter()
+        .map(|m| {
+            // Only the client port is published.
+            let port = view.info(&m.name).and_then(|i| {
+                i.network_settings
+                    .as_ref()?
+                    .ports
+                    .as_ref()?
+                    .values()
+                    .flatten()
+                    .flatten()
+                    .find_map(|b| b.host_port.as_deref()?.parse::<u16>().ok())
+            });
+            let endpoint = port
+                .filter(|_| m.state == "running")
+                .map(|p| format!("https://127.0.0.1:{p}"));
+            (m.name.clone(), endpoint)
+        })
+        .collect();
+    Ok(EtcdAccess { members, tls })
+}
+
+async fn etcd_status(docker: &Docker, members: &[&NodeStatus], view: &ClusterView) -> EtcdStatus {
+    let names: Vec<String> = members.iter().map(|m| m.name.clone()).collect();
+    let failed = |error: String| EtcdStatus {
+        health: None,
+        leader: None,
+        names: names.clone(),
+        members: Vec::new(),
+        error: Some(error),
+    };
+    let access = match etcd_access_of(docker, members, view).await {
+        Ok(a) => a,
+        Err(e) => return failed(format!("cannot read topgun's etcd client certificate: {e}")),
+    };
+    match access.health().await {
+        Ok((health, statuses)) => EtcdStatus {
+            health: Some(health),
+            leader: statuses
+                .iter()
+                .zip(&names)
+                .find(|(s, _)| s.is_leader())
+                .map(|(_, n)| n.clone()),
+            names,
+            members: statuses,
+            error: None,
+        },
+        Err(e) => failed(e.to_string()),
+    }
+}
+
+async fn api_status(docker: &Docker, view: &ClusterView) -> ApiStatus {
+    let server = api_container(&view.containers).and_then(summary_api_url);
+    let addr = server
+        .as_deref()
+        .and_then(|s| s.strip_prefix("https://")?.parse::<SocketAddr>().ok());
     let mut status = ApiStatus {
-        server: api_container(containers).and_then(summary_api_url),
+        server,
+        host: addr.map(|a| a.ip()),
+        port: addr.map(|a| a.port()),
         ready: false,
         detail: String::new(),
         host_covered: None,
         coverage_detail: None,
     };
-    let kubeconfig = match read_kubeconfig(docker, name, containers, nodes, infos).await {
+    let kubeconfig = match read_kubeconfig(docker, view).await {
         Ok(k) => k,
         Err(e) => {
             status.detail = e.to_string();
@@ -551,19 +625,14 @@ async fn api_status(
     status
 }
 
-async fn read_kubeconfig(
-    docker: &Docker,
-    name: &str,
-    containers: &[ContainerSummary],
-    nodes: &[NodeStatus],
-    infos: &HashMap<String, &ContainerInspectResponse>,
-) -> Result<KubeconfigYaml> {
-    let api = api_container(containers).ok_or_else(|| Error::ClusterNotFound {
+async fn read_kubeconfig(docker: &Docker, view: &ClusterView) -> Result<KubeconfigYaml> {
+    let name = view.name.as_str();
+    let api = api_container(&view.containers).ok_or_else(|| Error::ClusterNotFound {
         name: name.to_owned(),
     })?;
     let api_name = dockerx::summary_name(api);
-    let port = infos
-        .get(&api_name)
+    let port = view
+        .info(&api_name)
         .and_then(|i| host_port(i, API_PORT))
         .ok_or_else(|| Error::Api {
             url: api_name.clone(),
@@ -571,7 +640,11 @@ async fn read_kubeconfig(
         })?;
     let server = server_url(dial_host(label(&api.labels, labels::API_HOST)), port);
     // Prefer running servers, server-0 first.
-    let mut servers: Vec<&NodeStatus> = nodes.iter().filter(|n| n.role == Role::Server).collect();
+    let mut servers: Vec<&NodeStatus> = view
+        .nodes
+        .iter()
+        .filter(|n| n.role == Role::Server)
+        .collect();
     servers.sort_by_key(|n| (n.state != "running", n.index));
     let mut last = None;
     for s in servers {
@@ -591,23 +664,8 @@ async fn read_kubeconfig(
 /// API, server rewritten to the published API, entries named
 /// `topgun-<name>`.
 pub async fn kubeconfig(docker: &Docker, name: &str) -> Result<KubeconfigYaml> {
-    let containers = cluster_containers(docker, name).await?;
-    let infos = join_all(containers.iter().map(|c| {
-        let id = c.id.clone().unwrap_or_default();
-        async move { dockerx::inspect(docker, &id).await.ok() }
-    }))
-    .await;
-    let nodes: Vec<NodeStatus> = containers
-        .iter()
-        .zip(&infos)
-        .filter_map(|(c, i)| node_status(c, i.as_ref()))
-        .collect();
-    let infos_by_name: HashMap<String, &ContainerInspectResponse> = containers
-        .iter()
-        .zip(&infos)
-        .filter_map(|(c, i)| Some((dockerx::summary_name(c), i.as_ref()?)))
-        .collect();
-    read_kubeconfig(docker, name, &containers, &nodes, &infos_by_name).await
+    let view = ClusterView::load(docker, name).await?;
+    read_kubeconfig(docker, &view).await
 }
 
 /// What to delete.

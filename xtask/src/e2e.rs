@@ -64,7 +64,11 @@ impl Harness {
 
     /// A cluster name unique to this run, registered for cleanup.
     pub fn cluster_name(&self, what: &str) -> String {
-        let name = format!("e2e{}-{what}", self.run_id);
+        self.register(format!("e2e{}-{what}", self.run_id))
+    }
+
+    /// Registers `name` for cleanup and returns it.
+    pub fn register(&self, name: String) -> String {
         self.clusters.lock().unwrap().insert(name.clone());
         name
     }
@@ -75,6 +79,7 @@ impl Harness {
         cmd.args(args)
             .envs(self.images.iter().map(|(k, v)| (k, v)))
             .env("KUBECONFIG", self.kubeconfig_path())
+            .env("TOPGUN_PRIVILEGED", "false")
             .env_remove("TOPGUN_TOKEN")
             .stdin(Stdio::null());
         cmd

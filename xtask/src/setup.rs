@@ -125,7 +125,19 @@ impl Tools {
 pub fn cargo(args: &[&str], env: &[(String, String)]) -> anyhow::Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     eprintln!("xtask: cargo {}", args.join(" "));
-    let status = Command::new(cargo)
+    let mut command = Command::new(cargo);
+    // `cargo run` sets these for xtask itself; inherited by a nested cargo
+    // they change build-script fingerprints and force needless rebuilds.
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy();
+        if key == "CARGO_MANIFEST_DIR"
+            || key == "CARGO_MANIFEST_PATH"
+            || key.starts_with("CARGO_PKG_")
+        {
+            command.env_remove(key.as_ref());
+        }
+    }
+    let status = command
         .args(args)
         .envs(env.iter().map(|(k, v)| (k, v)))
         .current_dir(workspace_root())

@@ -59,13 +59,18 @@ pub struct CreateArgs {
     pub token: Option<String>,
     /// An extra k3s argument for the nodes a filter picks: ARG@FILTER,
     /// e.g. `--disable=traefik@server:*`.
-    #[arg(long = "k3s-arg", value_name = "ARG@FILTER")]
+    #[arg(
+        long = "k3s-arg",
+        value_name = "ARG@FILTER",
+        allow_hyphen_values = true
+    )]
     pub k3s_arg: Vec<String>,
     /// An environment variable for the nodes a filter picks: KEY=VALUE[@FILTER].
     #[arg(short = 'e', long = "env", value_name = "KEY=VALUE[@FILTER]")]
     pub env: Vec<String>,
-    /// A volume for the nodes a filter picks: SRC:DEST[:ro][@FILTER].
-    #[arg(short = 'v', long = "volume", value_name = "SRC:DEST[@FILTER]")]
+    /// A volume for the nodes a filter picks: SRC:DEST[:ro][@FILTER] (no
+    /// short `-v`: that is --verbose).
+    #[arg(long = "volume", value_name = "SRC:DEST[@FILTER]")]
     pub volume: Vec<String>,
     /// A port to publish on the nodes a filter picks: [HOST:][HOSTPORT:]PORT[/PROTO][@FILTER].
     #[arg(short = 'p', long = "port", value_name = "PORTS[@FILTER]")]
@@ -198,6 +203,12 @@ pub fn parse_duration(input: &str) -> Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Catches clashing options (e.g. a short `-v` besides `--verbose`).
+    #[test]
+    fn the_command_line_is_consistent() {
+        <crate::cli::Cli as clap::CommandFactory>::command().debug_assert();
+    }
 
     #[test]
     fn durations() {

@@ -27,16 +27,22 @@ pub enum EtcdCommand {
     Keys(KeysArgs),
 }
 
-/// How to reach the members.
-///
-/// `--endpoints` is required for now; a positional cluster name resolved by
-/// topgun-core can later join it (`required_unless_present`).
+/// How to reach the members: a topgun cluster by name, or `--endpoints`.
 #[derive(Debug, Args)]
 pub struct ConnectArgs {
+    /// A topgun cluster whose etcd to ask; its members and topgun's client
+    /// certificate are found through Docker.
+    #[arg(value_name = "CLUSTER", conflicts_with_all = ["endpoints", "cacert", "cert", "key"])]
+    pub cluster: Option<String>,
     /// Client URLs of every member, comma-separated, e.g.
     /// https://10.0.0.2:2379,https://10.0.0.3:2379. Without a scheme, https://
     /// is assumed when --cacert is given, http:// otherwise.
-    #[arg(long, value_delimiter = ',', required = true, value_name = "URLS")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        required_unless_present = "cluster",
+        value_name = "URLS"
+    )]
     pub endpoints: Vec<String>,
     /// The CA that signed the members' certificates (PEM).
     #[arg(long, value_name = "FILE")]

@@ -2,6 +2,7 @@
 
 use clap::{Parser, Subcommand};
 
+pub mod cluster;
 pub mod etcd;
 pub mod tls;
 
@@ -32,6 +33,16 @@ pub struct GlobalArgs {
 /// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Create a k3s cluster: servers, agents, a datastore, a load balancer.
+    Create(Box<cluster::CreateArgs>),
+    /// Delete clusters (containers, volumes, network, kubeconfig entries).
+    Delete(cluster::DeleteArgs),
+    /// List the clusters on this Docker engine.
+    List(cluster::ListArgs),
+    /// Show a cluster's nodes, load balancer, etcd verdict and API.
+    Status(cluster::StatusArgs),
+    /// Print or merge a cluster's kubeconfig.
+    Kubeconfig(cluster::KubeconfigArgs),
     /// Generate certificates, inspect endpoints and files, check kubeconfigs.
     Tls(tls::TlsArgs),
     /// Check an etcd cluster's health and leader, and browse its keys.

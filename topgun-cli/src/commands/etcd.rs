@@ -4,6 +4,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use serde::Serialize;
+use topgun_core::lifecycle::EtcdAccess;
 use topgun_etcd::health::{HealthChange, KeyListing, hex_id};
 use topgun_etcd::{Checker, ClientConfig, ClientTls, HealthReport, WriteProbe};
 
@@ -20,9 +21,25 @@ pub async fn run(args: EtcdArgs, _global: &GlobalArgs) -> anyhow::Result<ExitCod
     }
 }
 
+/// The etcd of a topgun cluster: its members (found through Docker) and
+/// topgun's client certificate, read back from a member.
+async fn cluster_access(name: &str) -> anyhow::Result<EtcdAccess> {
+    let docker = topgun_core::docker::connect().await?;
+    Ok(topgun_core::lifecycle::etcd_access(&docker, name).await?)
+}
+
 /// Builds one client per member. Bad endpoints or unreadable certificate
 /// files are usage errors (exit 2), found before any connection.
 async fn connect(args: &ConnectArgs) -> anyhow::Result<Checker> {
+    if let Some(name) = &args.cluster {
+        let access = cluster_access(name).await?;
+        let config = ClientConfig::with_tls(access.tls.clone()).timeout(args.timeout);
+        let endpoints = access.endpoints();
+        if endpoints.is_empty() {
+            return Err(Failed(anyhow::anyhow!("no etcd member of {name} is running")).into());
+        }
+        return Ok(Checker::connect(&endpoints, &config).await?);
+    }
     let tls = match &args.cacert {
         Some(ca) => Some(ClientTls::from_files(
             ca,
@@ -84,7 +101,99 @@ struct ChangeJson<'a> {
     status: StatusJson<'a>,
 }
 
+/// `topgun etcd status CLUSTER -o json`: the fields of `status -o json`,
+/// plus the members' container names and the leader's.
+#[derive(Serialize)]
+struct ClusterStatusJson<'a> {
+    cluster: &'a str,
+    #[serde(flatten)]
+    status: StatusJson<'a>,
+    names: Vec<&'a str>,
+    leader: Option<&'a str>,
+}
+
+/// `topgun etcd status CLUSTER`: every member of the cluster counts, and a
+/// stopped one as unreachable, so a killed member shows as `degraded`.
+async fn cluster_status(name: &str, args: &StatusArgs) -> anyhow::Result<ExitCode> {
+    let access = cluster_access(name).await?;
+    let mut previous: Option<(topgun_etcd::Verdict, Option<String>)> = None;
+    let started = Instant::now();
+    loop {
+        let round = Instant::now();
+        let (health, members) = access.health().await?;
+        let report = HealthReport {
+            members,
+            health,
+            took: round.elapsed(),
+        };
+        let probe = if args.probe {
+            let config = ClientConfig::with_tls(access.tls.clone()).timeout(args.connect.timeout);
+            Some(match Checker::connect(&access.endpoints(), &config).await {
+                Ok(checker) => checker.write_probe().await,
+                Err(e) => Err(e),
+            })
+        } else {
+            None
+        };
+        let names: Vec<&str> = access.members.iter().map(|(n, _)| n.as_str()).collect();
+        let leader = report
+            .members
+            .iter()
+            .zip(&names)
+            .find(|(m, _)| m.is_leader())
+            .map(|(_, n)| *n);
+        let key = (report.health.verdict, leader.map(str::to_owned));
+        if previous.as_ref() != Some(&key) {
+            match args.output {
+                OutputFormat::Json => {
+                    let json = ClusterStatusJson {
+                        cluster: name,
+                        status: StatusJson {
+                            report: &report,
+                            probe: probe.as_ref().map(ProbeJson::new),
+                        },
+                        names: names.clone(),
+                        leader,
+                    };
+                    if args.watch {
+                        output::result(&serde_json::to_string(&json)?);
+                    } else {
+                        output::json(&json)?;
+                    }
+                }
+                OutputFormat::Text => {
+                    if args.watch {
+                        output::result(&format!("[+{:.1}s]", started.elapsed().as_secs_f64()));
+                    }
+                    let rows: Vec<String> = names
+                        .iter()
+                        .zip(&report.members)
+                        .map(|(n, m)| format!("{n} = {}", m.endpoint))
+                        .collect();
+                    output::result(&render_status(&report, probe.as_ref()));
+                    output::result(&format!("members: {}", rows.join(", ")));
+                    if let Some(leader) = leader {
+                        output::result(&format!("leader: {leader}"));
+                    }
+                }
+            }
+        }
+        let code = exit_code(&report, probe.as_ref());
+        if !args.watch {
+            return Ok(code);
+        }
+        previous = Some(key);
+        tokio::select! {
+            () = tokio::time::sleep(args.interval) => {}
+            _ = tokio::signal::ctrl_c() => return Ok(code),
+        }
+    }
+}
+
 async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
+    if let Some(name) = args.connect.cluster.clone() {
+        return cluster_status(&name, &args).await;
+    }
     let checker = connect(&args.connect).await?;
     if !args.watch {
         let report = checker.check().await;

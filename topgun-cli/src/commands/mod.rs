@@ -6,7 +6,12 @@ use std::process::ExitCode;
 use crate::cli::{Cli, Command};
 use crate::output;
 
+pub mod create;
+pub mod delete;
 pub mod etcd;
+pub mod kubeconfig;
+pub mod list;
+pub mod status;
 pub mod tls;
 
 /// Exit code for success: the check passed or the operation completed.
@@ -47,6 +52,11 @@ pub fn run(cli: Cli) -> ExitCode {
     let global = cli.global;
     let result = runtime.block_on(async move {
         match cli.command {
+            Command::Create(args) => create::run(*args, &global).await,
+            Command::Delete(args) => delete::run(args, &global).await,
+            Command::List(args) => list::run(args, &global).await,
+            Command::Status(args) => status::run(args, &global).await,
+            Command::Kubeconfig(args) => kubeconfig::run(args, &global).await,
             Command::Tls(args) => tls::run(args, &global).await,
             Command::Etcd(args) => etcd::run(args, &global).await,
         }

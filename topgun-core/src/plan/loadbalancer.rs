@@ -2,9 +2,10 @@
 //!
 //! Why haproxy rather than nginx: open-source nginx only has passive health
 //! checks (a server is marked down after real requests fail), while haproxy
-//! checks every server actively (a TCP connect to 6443 every second) and
-//! takes a dead server out of rotation within two seconds, before a client
-//! hits it. haproxy also reports each backend's state on its stats page,
+//! checks every server actively (a TCP connect to 6443 every second, every
+//! 250 ms once one fails) and takes a dead server out of rotation within
+//! about two seconds; a connection that cannot reach a server within a second
+//! is redispatched to another. haproxy also reports each backend's state on its stats page,
 //! which `topgun status` shows.
 
 use std::fmt::Write;
@@ -47,11 +48,11 @@ pub fn haproxy_config(
          \x20   option dontlognull\n\
          \x20   option redispatch\n\
          \x20   retries 3\n\
-         \x20   timeout connect 3s\n\
+         \x20   timeout connect 1s\n\
          \x20   timeout client 24h\n\
          \x20   timeout server 24h\n\
-         \x20   timeout check 2s\n\
-         \x20   default-server inter 1s fall 2 rise 1 on-marked-down shutdown-sessions\n\
+         \x20   timeout check 500ms\n\
+         \x20   default-server inter 1s fastinter 250ms downinter 500ms fall 2 rise 1 on-marked-down shutdown-sessions\n\
          \n\
          frontend stats\n\
          \x20   mode http\n\

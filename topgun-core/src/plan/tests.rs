@@ -37,7 +37,10 @@ fn snapshot(name: &str, plan: &ClusterPlan) {
         r"-----BEGIN CERTIFICATE-----[^-]*-----END CERTIFICATE-----\n?",
         "[certificate]",
     );
-    settings.add_filter(r"dev\.topgun\.version: \S+", "dev.topgun.version: [version]");
+    settings.add_filter(
+        r"dev\.topgun\.version: \S+",
+        "dev.topgun.version: [version]",
+    );
     settings.bind(|| insta::assert_yaml_snapshot!(name, plan));
 }
 

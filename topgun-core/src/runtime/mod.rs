@@ -355,15 +355,23 @@ impl Run<'_> {
         let kubeconfig = kubeconfig::rewrite(&k3s_yaml, &plan.name, &server)?;
         let creds = kubeconfig::credentials(&kubeconfig)?;
         let timeout = self.spec.timeouts.api;
-        if let Err(e) = api::wait_ready(
-            plan.api.dial_host,
-            api_port,
-            &creds,
-            Instant::now() + timeout,
-        )
-        .await
-        {
+        let deadline = Instant::now() + timeout;
+        if let Err(e) = api::wait_ready(plan.api.dial_host, api_port, &creds, deadline).await {
             return Err(self.explain_api_failure(&plan, e, timeout).await);
+        }
+        // The load balancer routes to every server before create reports
+        // success: a server that came up after haproxy first checked it is
+        // marked down for a moment.
+        if let Some(lb) = plan.nodes.iter().find(|n| n.role == Role::LoadBalancer) {
+            let port = self.published_port(&lb.name, plan::LB_STATS_PORT).await?;
+            if let Err(down) = wait_backends_up(port, deadline).await {
+                return Err(Error::Timeout {
+                    node: lb.name.clone(),
+                    waiting_for: format!("haproxy still marks {down} down"),
+                    after: timeout,
+                    last_logs: logs::last_lines(self.docker, &lb.name, logs::TAIL_LINES).await,
+                });
+            }
         }
         self.phase_done(PhaseKind::Api, t);
 
@@ -690,6 +698,33 @@ async fn wait_stats(port: u16, deadline: Instant) -> std::result::Result<(), Str
             return Err(last);
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Polls haproxy's stats until every API backend is UP; `Err` names those
+/// that are not at `deadline`.
+async fn wait_backends_up(port: u16, deadline: Instant) -> std::result::Result<(), String> {
+    loop {
+        let last = match api::haproxy_backends(port).await {
+            Ok(backends) => {
+                let down: Vec<String> = backends
+                    .iter()
+                    .filter(|b| {
+                        b.backend == plan::loadbalancer::API_BACKEND && !b.status.starts_with("UP")
+                    })
+                    .map(|b| format!("{} ({} {})", b.server, b.status, b.check))
+                    .collect();
+                if down.is_empty() {
+                    return Ok(());
+                }
+                down.join(", ")
+            }
+            Err(e) => e,
+        };
+        if Instant::now() >= deadline {
+            return Err(last);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

@@ -168,7 +168,7 @@ pub(crate) async fn check_name_free(docker: &Docker, name: &str) -> Result<()> {
             .and_then(|l| l.get(labels::CLUSTER))
             .map(String::as_str)
             == Some(name);
-        if (ours || n.starts_with(&prefix)) && !resources.contains(&format!("container {n}")) {
+        if (ours || is_node_name(name, &n)) && !resources.contains(&format!("container {n}")) {
             resources.push(format!("container {n}"));
         }
     }
@@ -188,6 +188,26 @@ pub(crate) async fn check_name_free(docker: &Docker, name: &str) -> Result<()> {
             name: name.to_owned(),
             resources,
         })
+    }
+}
+
+/// Whether `container` is named like a node of cluster `name`:
+/// `topgun-<name>-lb` or `topgun-<name>-<role>-<index>` (not a node of
+/// `<name>-more`).
+fn is_node_name(name: &str, container: &str) -> bool {
+    let Some(rest) = container.strip_prefix(&format!("topgun-{name}-")) else {
+        return false;
+    };
+    if rest == "lb" {
+        return true;
+    }
+    match rest.split_once('-') {
+        Some((role, index)) => {
+            matches!(role, "server" | "agent" | "etcd")
+                && !index.is_empty()
+                && index.chars().all(|c| c.is_ascii_digit())
+        }
+        None => false,
     }
 }
 
@@ -328,6 +348,17 @@ mod tests {
                 .to_string()
                 .contains("172.28.0.0/14")
         );
+    }
+
+    #[test]
+    fn node_names_of_a_cluster_and_not_of_another() {
+        assert!(is_node_name("demo", "topgun-demo-server-0"));
+        assert!(is_node_name("demo", "topgun-demo-lb"));
+        assert!(is_node_name("demo", "topgun-demo-etcd-12"));
+        assert!(!is_node_name("demo", "topgun-demo-x-server-0"));
+        assert!(!is_node_name("demo", "topgun-demo-x-lb"));
+        assert!(!is_node_name("demo", "topgun-demo-server-"));
+        assert!(!is_node_name("demo", "topgun-demox-server-0"));
     }
 
     #[test]

@@ -565,6 +565,14 @@ impl ClusterSpec {
         ClusterSpecBuilder::new(name)
     }
 
+    /// A spec with every default and the given name, not yet validated:
+    /// set fields, then call [`ClusterSpec::validate`] (the builder does both).
+    pub fn new(name: ClusterName) -> Self {
+        let mut spec = ClusterSpecBuilder::new("x").spec;
+        spec.name = name;
+        spec
+    }
+
     /// Reads a spec from YAML. Unknown fields are errors that name the line.
     /// `origin` names the source in messages (a path, or `<string>`).
     pub fn from_yaml(text: &str, origin: &Path) -> Result<Self> {

@@ -187,7 +187,10 @@ fn ports_against_the_cluster() {
     assert!(err.contains("etcd"), "{err}");
     let err = err_of(ClusterSpec::builder("a").port("5353:53/udp").build());
     assert!(err.contains("does not forward"), "{err}");
-    ClusterSpec::builder("a").port("5353:53/udp@server:0").build().unwrap();
+    ClusterSpec::builder("a")
+        .port("5353:53/udp@server:0")
+        .build()
+        .unwrap();
     ClusterSpec::builder("a")
         .servers(3)
         .port("80@server:*")

@@ -260,6 +260,11 @@ impl Flags {
             };
             flags.values.push((name, value));
         }
+        // Like k3s's CLI, refuse a boolean flag with a value that is not a
+        // boolean before anything starts.
+        for name in BOOL_FLAGS {
+            flags.bool(name)?;
+        }
         Ok(flags)
     }
 
@@ -639,6 +644,8 @@ mod tests {
     #[test]
     fn bad_values_are_errors() {
         assert!(parse(&args("server --https-listen-port abc"), &no_env).is_err());
+        assert!(parse(&args("server --debug=maybe"), &no_env).is_err());
+        assert!(parse(&args("server --debug=false"), &no_env).is_ok());
         assert!(parse(&args("server --write-kubeconfig-mode 999"), &no_env).is_err());
         assert!(parse(&args("server --tls-san bad_name!"), &no_env).is_err());
         assert!(parse(&args("server --node-name Bad_Name"), &no_env).is_err());

@@ -1,0 +1,55 @@
+//! `topgun delete NAME...|--all`: removes clusters by label, with their
+//! kubeconfig entries. Deleting what does not exist succeeds.
+
+use std::process::ExitCode;
+
+use topgun_core::lifecycle::{DeleteOptions, DeleteTarget};
+
+use super::EXIT_SUCCESS;
+use super::create::{core_error, docker};
+use crate::cli::GlobalArgs;
+use crate::cli::cluster::DeleteArgs;
+use crate::output;
+
+/// Runs `topgun delete`.
+pub async fn run(args: DeleteArgs, _global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    let docker = docker().await?;
+    let targets: Vec<DeleteTarget> = if args.all {
+        vec![DeleteTarget::All]
+    } else {
+        args.names.iter().cloned().map(DeleteTarget::Name).collect()
+    };
+    for target in &targets {
+        let deleted = topgun_core::lifecycle::delete(&docker, target, &DeleteOptions::new())
+            .await
+            .map_err(core_error)?;
+        let what = match target {
+            DeleteTarget::Name(name) => name.clone(),
+            DeleteTarget::All => "all clusters".to_owned(),
+        };
+        if deleted.removed.count() == 0 && deleted.kubeconfig_entries.is_empty() {
+            output::result(&format!("{what}: nothing to delete"));
+        } else {
+            output::result(&format!(
+                "deleted {what}: {} containers, {} volumes, {} networks{}",
+                deleted.removed.containers.len(),
+                deleted.removed.volumes.len(),
+                deleted.removed.networks.len(),
+                if deleted.kubeconfig_entries.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        ", kubeconfig entries of {} in {}",
+                        deleted.kubeconfig_entries.join(", "),
+                        deleted
+                            .kubeconfig_path
+                            .as_deref()
+                            .map(|p| p.display().to_string())
+                            .unwrap_or_default()
+                    )
+                }
+            ));
+        }
+    }
+    Ok(ExitCode::from(EXIT_SUCCESS))
+}
