@@ -285,23 +285,16 @@ fn log_output(what: &str, out: &Output) {
 }
 
 /// The `TOPGUN_*_IMAGE` pairs of the local images, built if needed.
+///
+/// In process, not through `cargo xtask images --print`: building the images
+/// rebuilds the workspace binaries, this one included, so the running
+/// executable's path may no longer exist.
 pub fn local_images() -> anyhow::Result<Vec<(String, String)>> {
-    let exe = std::env::current_exe()?;
-    let out = Command::new(exe)
-        .args(["images", "--print"])
-        .stderr(Stdio::inherit())
-        .output()
-        .context("running cargo xtask images --print")?;
-    ensure!(out.status.success(), "cargo xtask images failed");
-    let pairs: Vec<(String, String)> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
-        .collect();
+    let pairs = crate::images::env_pairs(&crate::images::build_all()?);
     for key in ["TOPGUN_K3S_IMAGE", "TOPGUN_ETCD_IMAGE", "TOPGUN_LB_IMAGE"] {
         ensure!(
             pairs.iter().any(|(k, _)| k == key),
-            "cargo xtask images --print did not print {key}"
+            "the local images include no {key}"
         );
     }
     Ok(pairs)

@@ -6,6 +6,7 @@
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod bench_create;
 mod bench_etcd;
 mod bench_tls;
 mod e2e;
@@ -59,6 +60,10 @@ enum BenchArea {
     /// A status round over 3 etcd members (p50/p99), and leader-failover
     /// detection beside etcd's own re-election time.
     Etcd(bench_etcd::BenchEtcdArgs),
+    /// `topgun create` of scenario 2 (3 servers, 2 agents, 3-member etcd,
+    /// load balancer) beside the floor (the same containers created and
+    /// started directly), and its peak RSS.
+    Create(bench_create::BenchCreateArgs),
 }
 
 fn main() -> ExitCode {
@@ -71,6 +76,7 @@ fn main() -> ExitCode {
         Task::Bench { area } => match area {
             BenchArea::Tls(args) => bench_tls::run(args),
             BenchArea::Etcd(args) => bench_etcd::run(args),
+            BenchArea::Create(args) => bench_create::run(args),
         },
         Task::Topgun { args } => topgun(&args),
     };

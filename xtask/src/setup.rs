@@ -20,6 +20,8 @@ const PACKAGES: &[&str] = &[
     "openssl",
     // `strip` for the k3s stand-in image (cargo xtask images).
     "binutils",
+    // `/usr/bin/time` for the peak RSS in `cargo xtask bench create`.
+    "time",
 ];
 
 /// Where packages that are unpacked rather than installed go.

@@ -1,0 +1,89 @@
+//! `cargo xtask bench create`: `topgun create` of scenario 2 (3 servers, 2
+//! agents, a 3-member etcd with mutual TLS, the load balancer) beside the
+//! floor, creating and starting the same containers straight through the
+//! Docker API in the same run; and the peak RSS of `topgun create`.
+//!
+//! Targets: create at most 1.25x the floor, peak RSS under 30 MiB.
+//!
+//! The measuring code is the `bench_create` example of topgun-core (xtask
+//! builds without protoc, so it does not link topgun-core); it runs the
+//! release `topgun` binary as a whole process under `/usr/bin/time`.
+
+use std::path::PathBuf;
+
+use anyhow::ensure;
+
+use crate::{e2e, setup};
+
+/// Arguments of `cargo xtask bench create`.
+#[derive(Debug, clap::Args)]
+pub struct BenchCreateArgs {
+    /// Creates (and floors) to time, alternating.
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+    /// Servers.
+    #[arg(long, default_value_t = 3)]
+    pub servers: u32,
+    /// Agents.
+    #[arg(long, default_value_t = 2)]
+    pub agents: u32,
+    /// etcd members (0: embedded datastore).
+    #[arg(long, default_value_t = 3)]
+    pub etcd: u32,
+}
+
+/// Runs the benchmark and prints its figures.
+pub fn run(args: BenchCreateArgs) -> anyhow::Result<()> {
+    setup::run()?;
+    let mut env = e2e::local_images()?;
+    // The stand-in needs no privileges, and engines like this one refuse
+    // privileged containers.
+    env.push(("TOPGUN_PRIVILEGED".to_owned(), "false".to_owned()));
+    setup::cargo(
+        &[
+            "build",
+            "--release",
+            "--locked",
+            "--quiet",
+            "--package",
+            "topgun-cli",
+        ],
+        &[],
+    )?;
+    let topgun = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| setup::workspace_root().join("target"))
+        .join("release/topgun");
+    ensure!(topgun.exists(), "{} was not built", topgun.display());
+    let topgun = topgun.to_string_lossy().into_owned();
+    let (runs, servers, agents, etcd) = (
+        args.runs.to_string(),
+        args.servers.to_string(),
+        args.agents.to_string(),
+        args.etcd.to_string(),
+    );
+    setup::cargo(
+        &[
+            "run",
+            "--release",
+            "--locked",
+            "--quiet",
+            "--package",
+            "topgun-core",
+            "--example",
+            "bench_create",
+            "--",
+            "--topgun",
+            &topgun,
+            "--runs",
+            &runs,
+            "--servers",
+            &servers,
+            "--agents",
+            &agents,
+            "--etcd",
+            &etcd,
+        ],
+        &env,
+    )
+}
