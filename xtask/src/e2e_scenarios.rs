@@ -15,6 +15,7 @@ pub fn all() -> Vec<Scenario> {
         ("bad-input", bad_input),
         ("one-server-embedded", one_server_embedded),
         ("ha-etcd", ha_etcd),
+        ("failure-docker-unreachable", failure_docker_unreachable),
         ("failure-missing-image", failure_missing_image),
         ("failure-node-exits", failure_node_exits),
         ("failure-port-taken", failure_port_taken),
@@ -311,6 +312,25 @@ fn expect_failed_create(
         "create {args:?}: the error does not mention {needle:?}: {stderr}"
     );
     h.assert_no_resources(name)
+}
+
+fn failure_docker_unreachable(h: &Harness) -> anyhow::Result<()> {
+    let name = h.cluster_name("nodocker");
+    let socket = scratch(h, "no-docker.sock");
+    let out = h
+        .topgun(&["create", &name])
+        .env("DOCKER_HOST", format!("unix://{}", socket.display()))
+        .output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    ensure!(
+        !out.status.success(),
+        "create without a Docker daemon succeeded"
+    );
+    ensure!(
+        stderr.contains("DOCKER_HOST") && stderr.contains("no-docker.sock"),
+        "the error names neither DOCKER_HOST nor the socket: {stderr}"
+    );
+    h.assert_no_resources(&name)
 }
 
 fn failure_missing_image(h: &Harness) -> anyhow::Result<()> {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand, ValueEnum};
 
-use super::OutputFormat;
+use super::{OutputFormat, parse_duration};
 
 /// Arguments of `topgun create`.
 #[derive(Debug, Args)]
@@ -165,68 +165,11 @@ pub enum KubeconfigCommand {
     },
 }
 
-/// Parses `90s`, `3m`, `1m30s`, `500ms` or a bare number of seconds.
-pub fn parse_duration(input: &str) -> Result<Duration, String> {
-    let err = || format!("invalid duration {input:?}: use e.g. 90s, 3m, 1m30s or 500ms");
-    if let Ok(secs) = input.parse::<u64>() {
-        return Ok(Duration::from_secs(secs));
-    }
-    let mut total = Duration::ZERO;
-    let mut rest = input;
-    while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(err)?;
-        if digits == 0 {
-            return Err(err());
-        }
-        let value: u64 = rest[..digits].parse().map_err(|_| err())?;
-        rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        total += match &rest[..unit_len] {
-            "ms" => Duration::from_millis(value),
-            "s" => Duration::from_secs(value),
-            "m" => Duration::from_secs(value * 60),
-            "h" => Duration::from_secs(value * 3600),
-            _ => return Err(err()),
-        };
-        rest = &rest[unit_len..];
-    }
-    if total.is_zero() {
-        return Err(format!(
-            "invalid duration {input:?}: must be more than zero"
-        ));
-    }
-    Ok(total)
-}
-
 #[cfg(test)]
 mod tests {
-    use super::*;
-
     /// Catches clashing options (e.g. a short `-v` besides `--verbose`).
     #[test]
     fn the_command_line_is_consistent() {
         <crate::cli::Cli as clap::CommandFactory>::command().debug_assert();
-    }
-
-    #[test]
-    fn durations() {
-        let cases = [
-            ("90", Some(90_000)),
-            ("90s", Some(90_000)),
-            ("3m", Some(180_000)),
-            ("1m30s", Some(90_000)),
-            ("500ms", Some(500)),
-            ("0s", None),
-            ("", None),
-            ("s", None),
-            ("5x", None),
-            ("-5s", None),
-        ];
-        for (input, expected) in cases {
-            let got = parse_duration(input).ok().map(|d| d.as_millis() as u64);
-            assert_eq!(got, expected, "{input:?}");
-        }
     }
 }

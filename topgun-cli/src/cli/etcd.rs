@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 
-use super::OutputFormat;
+use super::{OutputFormat, parse_duration};
 
 /// Arguments of `topgun etcd`.
 #[derive(Debug, Args)]
@@ -98,55 +98,4 @@ pub struct KeysArgs {
     /// Output format: table (text) or json.
     #[arg(short, long, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
-}
-
-/// Parses `500ms`, `2s`, `1m30s` or a bare number of seconds.
-pub fn parse_duration(input: &str) -> Result<Duration, String> {
-    let err = || format!("invalid duration {input:?}: use e.g. 500ms, 2s or 1m30s");
-    let input = input.trim();
-    let mut total = Duration::ZERO;
-    let mut rest = input;
-    if let Ok(secs) = input.parse::<u64>() {
-        total = Duration::from_secs(secs);
-        rest = "";
-    } else if input.is_empty() {
-        return Err(err());
-    }
-    while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(err)?;
-        if digits == 0 {
-            return Err(err());
-        }
-        let value: u64 = rest[..digits].parse().map_err(|_| err())?;
-        rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        total += match &rest[..unit_len] {
-            "ms" => Duration::from_millis(value),
-            "s" => Duration::from_secs(value),
-            "m" => Duration::from_secs(value * 60),
-            _ => return Err(err()),
-        };
-        rest = &rest[unit_len..];
-    }
-    if total.is_zero() {
-        return Err(format!("invalid duration {input:?}: must be more than 0"));
-    }
-    Ok(total)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
-        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
-        for bad in ["", "0", "0s", "s", "2h", "1.5s", "-1s"] {
-            assert!(parse_duration(bad).is_err(), "{bad}");
-        }
-    }
 }

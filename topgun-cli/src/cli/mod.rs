@@ -59,3 +59,70 @@ pub enum OutputFormat {
     /// Stable, documented JSON (see docs/json-output.md).
     Json,
 }
+
+/// Parses a duration for clap: `500ms`, `90s`, `3m`, `1h`, combinations such
+/// as `1m30s`, or a bare number of seconds. Zero is refused.
+pub fn parse_duration(input: &str) -> Result<std::time::Duration, String> {
+    use std::time::Duration;
+    let err = || format!("invalid duration {input:?}: use e.g. 500ms, 90s, 3m or 1m30s");
+    let input = input.trim();
+    let mut total = Duration::ZERO;
+    let mut rest = input;
+    if let Ok(secs) = input.parse::<u64>() {
+        total = Duration::from_secs(secs);
+        rest = "";
+    } else if input.is_empty() {
+        return Err(err());
+    }
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(err)?;
+        if digits == 0 {
+            return Err(err());
+        }
+        let value: u64 = rest[..digits].parse().map_err(|_| err())?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        total += match &rest[..unit_len] {
+            "ms" => Duration::from_millis(value),
+            "s" => Duration::from_secs(value),
+            "m" => Duration::from_secs(value.saturating_mul(60)),
+            "h" => Duration::from_secs(value.saturating_mul(3600)),
+            _ => return Err(err()),
+        };
+        rest = &rest[unit_len..];
+    }
+    if total.is_zero() {
+        return Err(format!("invalid duration {input:?}: must be more than 0"));
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration;
+
+    #[test]
+    fn durations() {
+        let cases = [
+            ("90", Some(90_000)),
+            ("90s", Some(90_000)),
+            ("3m", Some(180_000)),
+            ("1h", Some(3_600_000)),
+            ("1m30s", Some(90_000)),
+            ("500ms", Some(500)),
+            ("0", None),
+            ("0s", None),
+            ("", None),
+            ("s", None),
+            ("5x", None),
+            ("1.5s", None),
+            ("-5s", None),
+        ];
+        for (input, expected) in cases {
+            let got = parse_duration(input).ok().map(|d| d.as_millis() as u64);
+            assert_eq!(got, expected, "{input:?}");
+        }
+    }
+}
