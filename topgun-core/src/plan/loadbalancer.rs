@@ -3,7 +3,8 @@
 //! Why haproxy rather than nginx: open-source nginx only has passive health
 //! checks (a server is marked down after real requests fail), while haproxy
 //! checks every server actively (a TCP connect to 6443 every second, every
-//! 250 ms once one fails) and takes a dead server out of rotation within
+//! 250 ms once one fails, every 100 ms while one is down, so a server that
+//! comes up is routed to at once) and takes a dead server out of rotation within
 //! about two seconds; a connection that cannot reach a server within a second
 //! is redispatched to another. haproxy also reports each backend's state on its stats page,
 //! which `topgun status` shows.
@@ -52,7 +53,7 @@ pub fn haproxy_config(
          \x20   timeout client 24h\n\
          \x20   timeout server 24h\n\
          \x20   timeout check 500ms\n\
-         \x20   default-server inter 1s fastinter 250ms downinter 500ms fall 2 rise 1 on-marked-down shutdown-sessions\n\
+         \x20   default-server inter 1s fastinter 250ms downinter 100ms fall 2 rise 1 on-marked-down shutdown-sessions\n\
          \n\
          frontend stats\n\
          \x20   mode http\n\

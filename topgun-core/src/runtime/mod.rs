@@ -327,13 +327,6 @@ impl Run<'_> {
 
         for phase in &plan.phases {
             let t = self.phase_started(phase.kind, &phase.nodes);
-            if phase.kind == PhaseKind::Etcd {
-                // Members start before the other containers compete for the
-                // engine: etcd 3.4 asks each peer whether it is already
-                // bootstrapped (1 s timeout per peer) and only a peer whose
-                // address already exists answers at once.
-                try_join_all(phase.nodes.iter().map(|n| self.start(node(&plan, n)))).await?;
-            }
             let run = self.run_phase(&plan, phase, t);
             if rest_made {
                 run.await?;
@@ -569,8 +562,8 @@ impl Run<'_> {
     }
 
     async fn run_etcd(&self, plan: &ClusterPlan, phase: &Phase, t: Instant) -> Result<()> {
-        // The members were started by `execute`.
         let members: Vec<&NodePlan> = phase.nodes.iter().map(|n| node(plan, n)).collect();
+        try_join_all(members.iter().map(|m| self.start(m))).await?;
         let etcd = plan.etcd.as_ref().expect("an etcd plan for an etcd phase");
         let client_port = etcd.members[0].ports.client;
         let ports = try_join_all(
