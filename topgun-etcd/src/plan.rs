@@ -125,7 +125,8 @@ pub struct MemberPlan {
     pub hostname: String,
     /// The static address, when the spec gave one.
     pub address: Option<IpAddr>,
-    /// The URL peers dial (`--initial-advertise-peer-urls`).
+    /// The URL peers dial (`--initial-advertise-peer-urls`), by name even
+    /// with a static address.
     pub peer_url: String,
     /// The URL clients dial (`--advertise-client-urls`).
     pub client_url: String,
@@ -404,9 +405,15 @@ pub fn plan_with_pki(spec: &EtcdClusterSpec, pki: Option<EtcdPki>) -> Result<Etc
         Some(ip) => format!("{scheme}://{}:{port}", url_host(*ip)),
         None => format!("{scheme}://{name}:{port}"),
     };
+    // Peers are listed by name, even with static addresses: a member asks
+    // every peer whether it is already bootstrapped before it starts, with a
+    // 1 s timeout each. A peer not running yet fails name resolution at once
+    // (Docker's DNS only knows running containers), whereas its static
+    // address would not answer at all until the timeout.
+    let peer_url = |name: &str| format!("{scheme}://{name}:{}", spec.peer_port);
     let initial_cluster = hosts
         .iter()
-        .map(|h| format!("{}={}", h.0, url(h, spec.peer_port)))
+        .map(|(name, _)| format!("{name}={}", peer_url(name)))
         .collect::<Vec<_>>()
         .join(",");
 
@@ -417,7 +424,7 @@ pub fn plan_with_pki(spec: &EtcdClusterSpec, pki: Option<EtcdPki>) -> Result<Etc
             Some(IpAddr::V6(_)) => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
             _ => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
         };
-        let peer_url = url(host, spec.peer_port);
+        let peer_url = peer_url(name);
         let client_url = url(host, spec.client_port);
         let listen_peer_url = format!("{scheme}://{}:{}", url_host(any), spec.peer_port);
         let listen_client_url = format!("{scheme}://{}:{}", url_host(any), spec.client_port);
@@ -786,7 +793,8 @@ mod tests {
             .with_addresses(["fd00::2".parse().unwrap()])
             .plan()
             .unwrap();
-        assert_eq!(v6.members[0].peer_url, "https://[fd00::2]:2380");
+        assert_eq!(v6.members[0].peer_url, "https://topgun-c-etcd-0:2380");
+        assert_eq!(v6.members[0].client_url, "https://[fd00::2]:2379");
         assert_eq!(v6.members[0].listen_client_url, "https://[::]:2379");
     }
 

@@ -58,8 +58,9 @@ pub struct EtcdClusterSpec {
     /// `--quota-backend-bytes`; etcd's default (2 GiB) when `None`.
     pub quota_backend_bytes: Option<u64>,
     /// Static member addresses, one per member, in member order (topgun-core
-    /// puts members on a Docker bridge with static IPs). Empty: members are
-    /// reached by hostname.
+    /// puts members on a Docker bridge with static IPs), used in client
+    /// URLs and certificates. Peer URLs always use member names. Empty:
+    /// members are reached by hostname.
     pub addresses: Vec<IpAddr>,
 }
 

@@ -53,6 +53,9 @@ pub const K3S_VOLUMES: &[&str] = &[
 pub const SERVER_READY: &str = "k3s is up and running";
 /// The log line of an etcd member that serves clients.
 pub const ETCD_SERVING: &str = "serving client traffic";
+/// The log line of an etcd member that has passed its bootstrap check and
+/// serves its peers.
+pub const ETCD_PEER_SERVING: &str = "serving peer traffic";
 /// The log line of a ready agent.
 pub const AGENT_READY: &str = "Successfully registered node";
 
@@ -210,7 +213,7 @@ pub struct Phase {
 pub enum PhaseKind {
     /// Network, volumes, containers created and files uploaded.
     Prepare,
-    /// etcd members, in parallel, until healthy.
+    /// etcd members (member 0 first), until healthy.
     Etcd,
     /// server-0, alone (concurrent first boots race).
     FirstServer,

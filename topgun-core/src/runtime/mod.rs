@@ -2,11 +2,12 @@
 //!
 //! Order: refuse a taken name and check images, ports and subnet (nothing
 //! exists yet); create the network, the volumes, every container and upload
-//! their files (all in parallel); start etcd members in parallel and wait
-//! until topgun-etcd says `Healthy`; start server-0 and wait for it; start
-//! the other servers and the load balancer in parallel; start the agents in
-//! parallel (they join through the load balancer); wait for `/readyz`
-//! through the published API port; read, rewrite and check the kubeconfig.
+//! their files (all in parallel); start etcd member 0, the other members
+//! once it serves its peers, and wait until topgun-etcd says `Healthy`;
+//! start server-0 and wait for it; start the other servers and the load
+//! balancer in parallel; start the agents in parallel (they join through
+//! the load balancer); wait for `/readyz` through the published API port;
+//! read, rewrite and check the kubeconfig.
 //!
 //! On any failure, timeout or cancellation everything the run created is
 //! removed, found by its run label, unless the spec says `no_rollback`.
@@ -563,7 +564,33 @@ impl Run<'_> {
 
     async fn run_etcd(&self, plan: &ClusterPlan, phase: &Phase, t: Instant) -> Result<()> {
         let members: Vec<&NodePlan> = phase.nodes.iter().map(|n| node(plan, n)).collect();
-        try_join_all(members.iter().map(|m| self.start(m))).await?;
+        let timeout = self.spec.timeouts.etcd;
+        // Before it starts, an etcd 3.4 member asks its peers, in the order
+        // of their peer URLs, whether it is bootstrapped already, waiting up
+        // to 1 s for each, until one answers. Started together, every peer
+        // accepts the connection but does not answer yet, so every probe
+        // waits the full second. So member 0 starts first: its probes fail
+        // at once, as peers are listed by name and Docker's DNS only knows
+        // running containers. The others start once it serves its peers:
+        // their first probe goes to member 0 (its URL sorts first), which
+        // answers at once. Should the line never come (another etcd
+        // version), the others start after a short while.
+        let (first, rest) = members.split_first().expect("etcd members");
+        self.start(first).await?;
+        let soft = Instant::now() + timeout.min(Duration::from_secs(5));
+        match logs::wait_for_line(
+            self.docker,
+            &first.name,
+            Some(plan::ETCD_PEER_SERVING),
+            soft,
+            timeout,
+        )
+        .await
+        {
+            Ok(()) | Err(Error::Timeout { .. }) => {}
+            Err(e) => return Err(e),
+        }
+        try_join_all(rest.iter().map(|m| self.start(m))).await?;
         let etcd = plan.etcd.as_ref().expect("an etcd plan for an etcd phase");
         let client_port = etcd.members[0].ports.client;
         let ports = try_join_all(
@@ -583,7 +610,6 @@ impl Run<'_> {
                 "topgun always runs etcd with mutual TLS",
             )
         })?;
-        let timeout = self.spec.timeouts.etcd;
         let deadline = std::time::Instant::now() + timeout;
         let watch_deadline = Instant::now() + timeout + Duration::from_secs(5);
         // Every member logs when it serves clients (after the first leader
