@@ -6,11 +6,10 @@
 use std::time::{Duration, Instant};
 
 use bollard::Docker;
-use bollard::query_parameters::CreateContainerOptions;
 use futures_util::future::try_join_all;
 
 use crate::spec::ClusterSpec;
-use crate::{Error, Result, archive, plan, runtime};
+use crate::{Error, Result, plan, runtime};
 
 /// What [`floor`] measured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -36,24 +35,7 @@ pub async fn floor(docker: &Docker, spec: &ClusterSpec) -> Result<Floor> {
             .await
             .map_err(|e| Error::docker("create network", e))?;
         try_join_all(plan.nodes.iter().map(|node| async move {
-            try_join_all(node.volumes.iter().map(|v| async move {
-                docker
-                    .create_volume(v.body.clone())
-                    .await
-                    .map_err(|e| Error::docker("create volume", e))
-            }))
-            .await?;
-            docker
-                .create_container(
-                    Some(CreateContainerOptions {
-                        name: Some(node.name.clone()),
-                        ..Default::default()
-                    }),
-                    node.body.clone(),
-                )
-                .await
-                .map_err(|e| Error::docker("create container", e))?;
-            archive::upload(docker, &node.name, &node.files, &node.dirs).await?;
+            runtime::create_node(docker, spec.name.as_str(), node).await?;
             docker
                 .start_container(&node.name, None)
                 .await

@@ -462,38 +462,7 @@ impl Run<'_> {
 
     /// Creates a node's volumes, then its container, then uploads its files.
     async fn create_node(&self, node: &NodePlan) -> Result<()> {
-        let docker = self.docker;
-        try_join_all(node.volumes.iter().map(|v| async move {
-            docker
-                .create_volume(v.body.clone())
-                .await
-                .map_err(|e| Error::docker(format!("create volume {}", v.name), e))
-        }))
-        .await?;
-        let image = node.body.image.clone().unwrap_or_default();
-        self.docker
-            .create_container(
-                Some(CreateContainerOptions {
-                    name: Some(node.name.clone()),
-                    ..Default::default()
-                }),
-                node.body.clone(),
-            )
-            .await
-            .map_err(|e| match e {
-                bollard::errors::Error::DockerResponseServerError {
-                    status_code: 404,
-                    ref message,
-                } if message.contains("image") => Error::ImageMissing { image },
-                bollard::errors::Error::DockerResponseServerError {
-                    status_code: 409, ..
-                } => Error::ClusterExists {
-                    name: self.spec.name.to_string(),
-                    resources: vec![format!("container {}", node.name)],
-                },
-                e => Error::docker(format!("create container {}", node.name), e),
-            })?;
-        archive::upload(self.docker, &node.name, &node.files, &node.dirs).await
+        create_node(self.docker, self.spec.name.as_str(), node).await
     }
 
     async fn start(&self, node: &NodePlan) -> Result<()> {
@@ -774,6 +743,42 @@ pub(crate) fn host_port(
         .as_ref()?
         .iter()
         .find_map(|b| b.host_port.as_deref()?.parse().ok())
+}
+
+/// Creates a node's volumes, then its container, then uploads its files:
+/// what a create does for every node, and what the benchmark floor does too.
+pub(crate) async fn create_node(docker: &Docker, cluster: &str, node: &NodePlan) -> Result<()> {
+    try_join_all(node.volumes.iter().map(|v| async move {
+        docker
+            .create_volume(v.body.clone())
+            .await
+            .map_err(|e| Error::docker(format!("create volume {}", v.name), e))
+    }))
+    .await?;
+    let image = node.body.image.clone().unwrap_or_default();
+    docker
+        .create_container(
+            Some(CreateContainerOptions {
+                name: Some(node.name.clone()),
+                ..Default::default()
+            }),
+            node.body.clone(),
+        )
+        .await
+        .map_err(|e| match e {
+            bollard::errors::Error::DockerResponseServerError {
+                status_code: 404,
+                ref message,
+            } if message.contains("image") => Error::ImageMissing { image },
+            bollard::errors::Error::DockerResponseServerError {
+                status_code: 409, ..
+            } => Error::ClusterExists {
+                name: cluster.to_owned(),
+                resources: vec![format!("container {}", node.name)],
+            },
+            e => Error::docker(format!("create container {}", node.name), e),
+        })?;
+    archive::upload(docker, &node.name, &node.files, &node.dirs).await
 }
 
 /// Maps a start failure: a taken host port names the port; a refused
