@@ -9,10 +9,6 @@
 //! builds without protoc, so it does not link topgun-core); it runs the
 //! release `topgun` binary as a whole process under `/usr/bin/time`.
 
-use std::path::PathBuf;
-
-use anyhow::ensure;
-
 use crate::{e2e, setup};
 
 /// Arguments of `cargo xtask bench create`.
@@ -35,26 +31,8 @@ pub struct BenchCreateArgs {
 /// Runs the benchmark and prints its figures.
 pub fn run(args: BenchCreateArgs) -> anyhow::Result<()> {
     setup::run()?;
-    let mut env = e2e::local_images()?;
-    // The stand-in needs no privileges, and engines like this one refuse
-    // privileged containers.
-    env.push(("TOPGUN_PRIVILEGED".to_owned(), "false".to_owned()));
-    setup::cargo(
-        &[
-            "build",
-            "--release",
-            "--locked",
-            "--quiet",
-            "--package",
-            "topgun-cli",
-        ],
-        &[],
-    )?;
-    let topgun = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| setup::workspace_root().join("target"))
-        .join("release/topgun");
-    ensure!(topgun.exists(), "{} was not built", topgun.display());
+    let env = e2e::local_images()?;
+    let topgun = setup::build_topgun(true)?;
     let topgun = topgun.to_string_lossy().into_owned();
     let (runs, servers, agents, etcd) = (
         args.runs.to_string(),

@@ -9,13 +9,13 @@
 //! medians and 90th percentiles over many iterations.
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-use crate::setup::workspace_root;
+use crate::setup;
 
 /// Arguments of `cargo xtask bench tls`.
 #[derive(Debug, clap::Args)]
@@ -50,7 +50,10 @@ pub fn run(args: BenchTlsArgs) -> anyhow::Result<()> {
     let iterations = args.iterations.to_string();
     cmd_args.extend_from_slice(&["--", &iterations]);
     eprintln!("xtask: cargo {}", cmd_args.join(" "));
-    let out = cargo().args(&cmd_args).output().context("running cargo")?;
+    let out = setup::cargo_command()
+        .args(&cmd_args)
+        .output()
+        .context("running cargo")?;
     if !out.status.success() {
         bail!("bench_gen failed: {}", String::from_utf8_lossy(&out.stderr));
     }
@@ -64,7 +67,7 @@ pub fn run(args: BenchTlsArgs) -> anyhow::Result<()> {
     let gen_p90 = gen_json["p90_ms"].as_f64().context("p90_ms")?;
 
     // 2. `topgun tls inspect` as a whole process.
-    let topgun = build_topgun(profile)?;
+    let topgun = setup::build_topgun(!args.dev)?;
     let dir = tempfile::tempdir()?;
     let pki = dir.path().join("pki");
     let status = Command::new(&topgun)
@@ -122,42 +125,6 @@ pub fn run(args: BenchTlsArgs) -> anyhow::Result<()> {
 
 fn verdict(ok: bool) -> &'static str {
     if ok { "met" } else { "MISSED" }
-}
-
-fn cargo() -> Command {
-    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    cmd.current_dir(workspace_root());
-    cmd
-}
-
-/// Builds the `topgun` binary and returns its path (from cargo's own
-/// artifact messages, so any target dir works).
-fn build_topgun(profile: &[&str]) -> anyhow::Result<PathBuf> {
-    let mut args = vec![
-        "build",
-        "--locked",
-        "-p",
-        "topgun-cli",
-        "--bin",
-        "topgun",
-        "--message-format=json-render-diagnostics",
-    ];
-    args.extend_from_slice(profile);
-    eprintln!("xtask: cargo {}", args.join(" "));
-    let out = cargo()
-        .args(&args)
-        .stderr(Stdio::inherit())
-        .output()
-        .context("running cargo build")?;
-    if !out.status.success() {
-        bail!("cargo build of topgun failed");
-    }
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "topgun")
-        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
-        .context("cargo did not report the topgun executable")
 }
 
 /// `openssl s_server` on 127.0.0.1, killed on drop.

@@ -34,7 +34,7 @@ pub struct Harness {
     pub topgun: PathBuf,
     /// Debian's kubectl.
     pub kubectl: PathBuf,
-    /// `TOPGUN_*_IMAGE` pairs for the local images.
+    /// The environment for the local images (see [`local_images`]).
     pub images: Vec<(String, String)>,
     /// A short random id, part of every cluster name.
     pub run_id: String,
@@ -49,7 +49,7 @@ impl Harness {
         setup::run()?;
         let tools = setup::Tools::locate()?;
         let images = local_images()?;
-        let topgun = build_topgun()?;
+        let topgun = setup::build_topgun(false)?;
         let mut bytes = [0u8; 3];
         getrandom(&mut bytes)?;
         Ok(Harness {
@@ -79,7 +79,6 @@ impl Harness {
         cmd.args(args)
             .envs(self.images.iter().map(|(k, v)| (k, v)))
             .env("KUBECONFIG", self.kubeconfig_path())
-            .env("TOPGUN_PRIVILEGED", "false")
             .env_remove("TOPGUN_TOKEN")
             .stdin(Stdio::null());
         cmd
@@ -284,31 +283,24 @@ fn log_output(what: &str, out: &Output) {
     }
 }
 
-/// The `TOPGUN_*_IMAGE` pairs of the local images, built if needed.
+/// The environment for running topgun on the local images, built if
+/// needed: the `TOPGUN_*_IMAGE` pairs, and `TOPGUN_PRIVILEGED=false` (the
+/// stand-in needs no privileges, and engines like this one refuse privileged
+/// containers; real k3s images keep the privileged default).
 ///
 /// In process, not through `cargo xtask images --print`: building the images
 /// rebuilds the workspace binaries, this one included, so the running
 /// executable's path may no longer exist.
 pub fn local_images() -> anyhow::Result<Vec<(String, String)>> {
-    let pairs = crate::images::env_pairs(&crate::images::build_all()?);
+    let mut pairs = crate::images::env_pairs(&crate::images::build_all()?);
     for key in ["TOPGUN_K3S_IMAGE", "TOPGUN_ETCD_IMAGE", "TOPGUN_LB_IMAGE"] {
         ensure!(
             pairs.iter().any(|(k, _)| k == key),
             "the local images include no {key}"
         );
     }
+    pairs.push(("TOPGUN_PRIVILEGED".to_owned(), "false".to_owned()));
     Ok(pairs)
-}
-
-/// Builds the `topgun` binary and returns its path.
-pub fn build_topgun() -> anyhow::Result<PathBuf> {
-    setup::cargo(&["build", "--quiet", "--package", "topgun-cli"], &[])?;
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| setup::workspace_root().join("target"));
-    let path = target.join("debug/topgun");
-    ensure!(path.exists(), "{} was not built", path.display());
-    Ok(path)
 }
 
 fn getrandom(buf: &mut [u8]) -> anyhow::Result<()> {

@@ -104,13 +104,10 @@ fn test() -> anyhow::Result<()> {
 fn topgun(args: &[String]) -> anyhow::Result<()> {
     setup::run()?;
     let images = e2e::local_images()?;
-    let topgun = e2e::build_topgun()?;
+    let topgun = setup::build_topgun(false)?;
     let status = std::process::Command::new(topgun)
         .args(args)
         .envs(images.iter().map(|(k, v)| (k, v)))
-        // The stand-in needs no privileges, and engines like this one refuse
-        // privileged containers; real k3s images keep the privileged default.
-        .env("TOPGUN_PRIVILEGED", "false")
         .status()?;
     if !status.success() {
         anyhow::bail!("topgun {} failed ({status})", args.join(" "));

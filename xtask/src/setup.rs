@@ -123,13 +123,11 @@ impl Tools {
     }
 }
 
-/// Runs `cargo` with `args` in the workspace root and extra `env`.
-pub fn cargo(args: &[&str], env: &[(String, String)]) -> anyhow::Result<()> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    eprintln!("xtask: cargo {}", args.join(" "));
-    let mut command = Command::new(cargo);
-    // `cargo run` sets these for xtask itself; inherited by a nested cargo
-    // they change build-script fingerprints and force needless rebuilds.
+/// A `cargo` command in the workspace root, without the variables `cargo
+/// run` set for xtask itself: inherited by a nested cargo they change
+/// build-script fingerprints and force needless rebuilds.
+pub fn cargo_command() -> Command {
+    let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     for (key, _) in std::env::vars_os() {
         let key = key.to_string_lossy();
         if key == "CARGO_MANIFEST_DIR"
@@ -139,16 +137,54 @@ pub fn cargo(args: &[&str], env: &[(String, String)]) -> anyhow::Result<()> {
             command.env_remove(key.as_ref());
         }
     }
-    let status = command
+    command.current_dir(workspace_root());
+    command
+}
+
+/// Runs `cargo` with `args` in the workspace root and extra `env`.
+pub fn cargo(args: &[&str], env: &[(String, String)]) -> anyhow::Result<()> {
+    eprintln!("xtask: cargo {}", args.join(" "));
+    let status = cargo_command()
         .args(args)
         .envs(env.iter().map(|(k, v)| (k, v)))
-        .current_dir(workspace_root())
         .status()
         .context("running cargo")?;
     if !status.success() {
         bail!("cargo {} failed ({status})", args.join(" "));
     }
     Ok(())
+}
+
+/// Builds the `topgun` binary (release or dev) and returns its path, taken
+/// from cargo's own artifact messages so that any target dir works.
+pub fn build_topgun(release: bool) -> anyhow::Result<PathBuf> {
+    let mut args = vec![
+        "build",
+        "--locked",
+        "-p",
+        "topgun-cli",
+        "--bin",
+        "topgun",
+        "--message-format=json-render-diagnostics",
+    ];
+    if release {
+        args.push("--release");
+    }
+    eprintln!("xtask: cargo {}", args.join(" "));
+    let out = cargo_command()
+        .args(&args)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("running cargo build")?;
+    if !out.status.success() {
+        bail!("cargo build of topgun failed");
+    }
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "topgun")
+        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
+        .context("cargo did not report the topgun executable")
 }
 
 fn dpkg_installed(package: &str) -> bool {

@@ -15,16 +15,7 @@ use crate::token::Token;
 
 /// Runs an agent until the process is signalled.
 pub async fn run(cfg: AgentConfig) {
-    log::info(format!(
-        "Starting k3s agent {} ({})",
-        crate::VERSION,
-        crate::COMMIT
-    ));
-    for flag in &cfg.common.ignored_flags {
-        log::warn(format!(
-            "Flag --{flag} is accepted but not emulated by the k3s stand-in"
-        ));
-    }
+    log::starting("k3s agent", &cfg.common.ignored_flags);
     let raw_url = cfg.common.server_url.as_deref().expect("checked by config");
     let url = ServerUrl::parse(raw_url).unwrap_or_else(|e| log::fatal(e));
     let token = Token::parse(cfg.common.token.as_ref().expect("checked by config"))

@@ -241,7 +241,7 @@ impl Flags {
             let value = match inline {
                 Some(v) => v,
                 None if BOOL_FLAGS.contains(&name.as_str()) => "true".into(),
-                None if KNOWN_VALUE_FLAGS.contains(&name.as_str()) => {
+                None if takes_value(&name) => {
                     let Some(v) = args.get(i) else {
                         return Err(format!("flag needs an argument: --{name}"));
                     };
@@ -315,26 +315,11 @@ impl Flags {
     }
 }
 
-/// Flags the stand-in reads that take a value.
-const KNOWN_VALUE_FLAGS: &[&str] = &[
-    "token",
-    "token-file",
-    "server",
-    "node-name",
-    "node-ip",
-    "data-dir",
-    "tls-san",
-    "datastore-endpoint",
-    "datastore-cafile",
-    "datastore-certfile",
-    "datastore-keyfile",
-    "https-listen-port",
-    "bind-address",
-    "write-kubeconfig",
-    "write-kubeconfig-mode",
-    "cluster-domain",
-    "service-cidr",
-];
+/// Whether `name` is a flag the stand-in reads that takes a value (every
+/// flag it reads but the boolean ones).
+fn takes_value(name: &str) -> bool {
+    !BOOL_FLAGS.contains(&name) && (COMMON_FLAGS.contains(&name) || SERVER_FLAGS.contains(&name))
+}
 
 const COMMON_FLAGS: &[&str] = &[
     "token",

@@ -90,6 +90,21 @@ pub fn fatal(msg: impl AsRef<str>) -> ! {
     std::process::exit(1)
 }
 
+/// Logs k3s's start line for `what` (`k3s` or `k3s agent`), then a warning
+/// for each flag that is accepted but not emulated.
+pub fn starting(what: &str, ignored_flags: &[String]) {
+    info(format!(
+        "Starting {what} {} ({})",
+        crate::VERSION,
+        crate::COMMIT
+    ));
+    for flag in ignored_flags {
+        warn(format!(
+            "Flag --{flag} is accepted but not emulated by the k3s stand-in"
+        ));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -54,16 +54,7 @@ fn prefix(msg: impl std::fmt::Display) -> String {
 
 /// Runs a server until the process is signalled; fatal errors exit.
 pub async fn run(cfg: ServerConfig) {
-    log::info(format!(
-        "Starting k3s {} ({})",
-        crate::VERSION,
-        crate::COMMIT
-    ));
-    for flag in &cfg.common.ignored_flags {
-        log::warn(format!(
-            "Flag --{flag} is accepted but not emulated by the k3s stand-in"
-        ));
-    }
+    log::starting("k3s", &cfg.common.ignored_flags);
     let hostname = netinfo::hostname();
     let node_name = cfg
         .common
