@@ -263,12 +263,16 @@ fn ha_etcd(h: &Harness) -> anyhow::Result<()> {
     h.wait_ready_nodes(&context, 5, Duration::from_secs(15))?;
 
     // Fault: kill one server; kubectl through the load balancer still works.
+    // Three calls, so the round robin reaches every remaining server.
     docker(&["kill", &format!("topgun-{name}-server-0")])?;
-    let out = h.kubectl(&["--context", &context, "get", "nodes"])?;
-    ensure!(
-        out.status.success(),
-        "kubectl failed after killing server-0"
-    );
+    for attempt in 1..=3 {
+        let out = h.kubectl(&["--context", &context, "get", "nodes"])?;
+        ensure!(
+            out.status.success(),
+            "kubectl call {attempt} failed after killing server-0: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
 
     let started = Instant::now();
     h.ok_topgun(&["delete", &name])?;

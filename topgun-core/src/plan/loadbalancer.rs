@@ -5,9 +5,10 @@
 //! checks every server actively (a TCP connect to 6443 every second, every
 //! 250 ms once one fails, every 100 ms while one is down, so a server that
 //! comes up is routed to at once) and takes a dead server out of rotation within
-//! about two seconds; a connection that cannot reach a server within a second
-//! is redispatched to another. haproxy also reports each backend's state on its stats page,
-//! which `topgun status` shows.
+//! about two seconds; a connection a server refuses, or cannot reach within a
+//! second, is retried on another server (`option redispatch 1`), so a server
+//! haproxy has not checked yet costs a client nothing. haproxy also reports
+//! each backend's state on its stats page, which `topgun status` shows.
 
 use std::fmt::Write;
 use std::net::Ipv4Addr;
@@ -47,7 +48,7 @@ pub fn haproxy_config(
          \x20   mode tcp\n\
          \x20   log global\n\
          \x20   option dontlognull\n\
-         \x20   option redispatch\n\
+         \x20   option redispatch 1\n\
          \x20   retries 3\n\
          \x20   timeout connect 1s\n\
          \x20   timeout client 24h\n\

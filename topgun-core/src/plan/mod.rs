@@ -166,8 +166,8 @@ pub enum Gate {
     EtcdHealthy,
     /// The container is running.
     Running,
-    /// The load balancer's stats page answers (haproxy loaded its config
-    /// and listens).
+    /// The load balancer routes the API to a server: its stats page marks
+    /// an API backend UP.
     LoadBalancer,
 }
 
@@ -196,18 +196,25 @@ pub struct NodePlan {
     pub body: ContainerCreateBody,
 }
 
-/// A start phase: its nodes start together, and the phase ends when all
-/// their gates pass.
+/// A start phase: its nodes start together once the phases it depends on
+/// have started or are ready, and it is ready when all their gates pass.
+/// Every gate passes before a create reports success.
 #[derive(Debug, Clone, Serialize)]
 pub struct Phase {
     /// What the phase is.
     pub kind: PhaseKind,
     /// The container names.
     pub nodes: Vec<String>,
+    /// Phases whose containers must have started first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub after_started: Vec<PhaseKind>,
+    /// Phases that must be ready first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub after_ready: Vec<PhaseKind>,
 }
 
 /// The kinds of phases, in order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum PhaseKind {
@@ -215,9 +222,11 @@ pub enum PhaseKind {
     Prepare,
     /// etcd members (member 0 first), until healthy.
     Etcd,
-    /// server-0, alone (concurrent first boots race).
+    /// server-0 (concurrent first boots race).
     FirstServer,
-    /// The other servers and the load balancer, in parallel.
+    /// The load balancer.
+    LoadBalancer,
+    /// The other servers, in parallel.
     Servers,
     /// The agents, in parallel (they join through the load balancer).
     Agents,
@@ -234,7 +243,8 @@ impl PhaseKind {
             PhaseKind::Prepare => "network, volumes and containers",
             PhaseKind::Etcd => "etcd members",
             PhaseKind::FirstServer => "first server",
-            PhaseKind::Servers => "servers and load balancer",
+            PhaseKind::LoadBalancer => "load balancer",
+            PhaseKind::Servers => "servers",
             PhaseKind::Agents => "agents",
             PhaseKind::Api => "API ready",
             PhaseKind::Kubeconfig => "kubeconfig",
@@ -421,21 +431,58 @@ impl<'a> Planner<'a> {
                 .map(|n| n.name.clone())
                 .collect()
         };
-        let mut phases = Vec::new();
-        let mut push = |kind, nodes: Vec<String>| {
-            if !nodes.is_empty() {
-                phases.push(Phase { kind, nodes });
-            }
+        // etcd must be healthy before any server starts, and server-0 up
+        // before the others join it (concurrent first boots race). The load
+        // balancer needs nothing: it starts once the first phase has started,
+        // while the engine would otherwise idle (etcd electing a leader, or
+        // server-0 booting), and is ready once it routes to a server. The
+        // agents join through it once the other servers run (haproxy
+        // assumes a server it has not checked yet is up; a running one
+        // refuses at once, and haproxy redispatches to another).
+        let mut phases: Vec<Phase> = Vec::new();
+        let mut push =
+            |kind, nodes: Vec<String>, after_started: &[PhaseKind], after_ready: &[PhaseKind]| {
+                if !nodes.is_empty() {
+                    phases.push(Phase {
+                        kind,
+                        nodes,
+                        after_started: after_started.to_vec(),
+                        after_ready: after_ready.to_vec(),
+                    });
+                }
+            };
+        let (first, etcd): (PhaseKind, &[PhaseKind]) = if counts.etcd > 0 {
+            (PhaseKind::Etcd, &[PhaseKind::Etcd])
+        } else {
+            (PhaseKind::FirstServer, &[])
         };
-        push(PhaseKind::Etcd, names(Role::Etcd, false));
+        let lb = names(Role::LoadBalancer, false);
+        let agents_after: &[PhaseKind] = if lb.is_empty() {
+            &[PhaseKind::FirstServer]
+        } else {
+            &[PhaseKind::FirstServer, PhaseKind::LoadBalancer]
+        };
+        let servers = names(Role::Server, true);
+        let agents_after_started: &[PhaseKind] = if servers.is_empty() {
+            &[]
+        } else {
+            &[PhaseKind::Servers]
+        };
+        push(PhaseKind::Etcd, names(Role::Etcd, false), &[], &[]);
         push(
             PhaseKind::FirstServer,
             vec![node_name(self.name, Role::Server, 0)],
+            &[],
+            etcd,
         );
-        let mut servers = names(Role::Server, true);
-        servers.extend(names(Role::LoadBalancer, false));
-        push(PhaseKind::Servers, servers);
-        push(PhaseKind::Agents, names(Role::Agent, false));
+        push(PhaseKind::LoadBalancer, lb, &[first], &[]);
+        push(PhaseKind::Servers, servers, &[], &[PhaseKind::FirstServer]);
+        push(
+            PhaseKind::Agents,
+            names(Role::Agent, false),
+            agents_after_started,
+            agents_after,
+        );
 
         let api_container = if spec.loadbalancer.enabled {
             node_name(self.name, Role::LoadBalancer, 0)

@@ -223,7 +223,8 @@ fn every_resource_is_labelled_with_cluster_run_and_role() {
         [
             (PhaseKind::Etcd, 3),
             (PhaseKind::FirstServer, 1),
-            (PhaseKind::Servers, 3),
+            (PhaseKind::LoadBalancer, 1),
+            (PhaseKind::Servers, 2),
             (PhaseKind::Agents, 2)
         ]
     );

@@ -1,13 +1,16 @@
 //! Executing a plan through Docker: [`create`] and [`create_until`].
 //!
 //! Order: refuse a taken name and check images, ports and subnet (nothing
-//! exists yet); create the network, the volumes, every container and upload
-//! their files (all in parallel); start etcd member 0, the other members
-//! once it serves its peers, and wait until topgun-etcd says `Healthy`;
-//! start server-0 and wait for it; start the other servers and the load
-//! balancer in parallel; start the agents in parallel (they join through
-//! the load balancer); wait for `/readyz` through the published API port;
-//! read, rewrite and check the kubeconfig.
+//! exists yet); create the network; make the nodes (volumes, container,
+//! files) one at a time in start order while the first ones start. Then
+//! the plan's phases, each as soon as the phases it depends on have started
+//! or are ready: etcd member 0, the others once it serves its peers, until
+//! topgun-etcd says `Healthy`; the load balancer once the first phase has
+//! started; server-0 once etcd is healthy; the other servers once server-0
+//! is up; the agents once those run and the load balancer routes to
+//! server-0. Every gate passes, then `/readyz` answers through the published
+//! API port and haproxy routes to every server; the kubeconfig is read,
+//! rewritten and checked.
 //!
 //! On any failure, timeout or cancellation everything the run created is
 //! removed, found by its run label, unless the spec says `no_rollback`.
@@ -22,7 +25,8 @@ use std::time::Duration;
 
 use bollard::Docker;
 use bollard::query_parameters::CreateContainerOptions;
-use futures_util::future::try_join_all;
+use futures_util::future::{BoxFuture, try_join_all};
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use serde::Serialize;
 use tokio::time::Instant;
 use topgun_etcd::{Checker, ClientConfig};
@@ -194,6 +198,7 @@ where
         used: prepared.used,
         auto_subnet: prepared.auto_subnet,
         timings: Default::default(),
+        made: tokio::sync::watch::Sender::new(0),
     };
     let result = tokio::select! {
         r = run.execute() => r,
@@ -269,6 +274,8 @@ struct Run<'a> {
     used: Vec<Subnet>,
     auto_subnet: bool,
     timings: std::sync::Mutex<Vec<(PhaseKind, Duration)>>,
+    /// How many nodes exist, counted in plan order.
+    made: tokio::sync::watch::Sender<usize>,
 }
 
 impl Run<'_> {
@@ -302,44 +309,73 @@ impl Run<'_> {
                 message: message.clone(),
             });
         }
-        // Nodes of the first phase are made first and started while the
-        // others are still being made.
-        let first: &[String] = plan
-            .phases
-            .first()
-            .map(|p| p.nodes.as_slice())
-            .unwrap_or_default();
-        try_join_all(
-            plan.nodes
-                .iter()
-                .filter(|n| first.contains(&n.name))
-                .map(|n| self.create_node(n)),
-        )
-        .await?;
-        let rest = try_join_all(
-            plan.nodes
-                .iter()
-                .filter(|n| !first.contains(&n.name))
-                .map(|n| self.create_node(n)),
-        );
-        let mut rest_made = false;
-        let mut rest = Box::pin(rest);
-        self.phase_done(PhaseKind::Prepare, t);
-
-        for phase in &plan.phases {
-            let t = self.phase_started(phase.kind, &phase.nodes);
-            let run = self.run_phase(&plan, phase, t);
-            if rest_made {
-                run.await?;
-            } else {
-                tokio::try_join!(run, &mut rest)?;
-                rest_made = true;
+        // Nodes are made one at a time, in start order, while the first ones
+        // start (made together, they slow those starts down); a start waits
+        // only for its own node. A phase starts once the phases it depends
+        // on have started or are ready.
+        let this = &*self;
+        let plan = &plan;
+        let mut schedule = Schedule::default();
+        schedule.push(async move {
+            for node in &plan.nodes {
+                this.create_node(node).await?;
+                this.made.send_modify(|n| *n += 1);
             }
-            self.phase_done(phase.kind, t);
+            this.phase_done(PhaseKind::Prepare, t);
+            Ok(Step::Made)
+        });
+        let mut waiting: Vec<&Phase> = plan.phases.iter().collect();
+        loop {
+            let (startable, rest): (Vec<&Phase>, Vec<&Phase>) =
+                waiting.into_iter().partition(|p| schedule.can_start(p));
+            waiting = rest;
+            for phase in startable {
+                let t = this.phase_started(phase.kind, &phase.nodes);
+                schedule.push(async move {
+                    if phase.kind == PhaseKind::Etcd {
+                        this.start_etcd(plan, phase).await?;
+                    } else {
+                        try_join_all(phase.nodes.iter().map(|n| this.start(plan, node(plan, n))))
+                            .await?;
+                    }
+                    Ok(Step::Started(phase, t))
+                });
+            }
+            let Some(step) = schedule.pending.next().await else {
+                break;
+            };
+            match step? {
+                Step::Made => {}
+                Step::Started(phase, t) => {
+                    schedule.started.push(phase.kind);
+                    schedule.push(async move {
+                        if phase.kind == PhaseKind::Etcd {
+                            this.etcd_healthy(plan, phase, t).await?;
+                        } else {
+                            try_join_all(
+                                phase.nodes.iter().map(|n| this.wait_gate(node(plan, n), t)),
+                            )
+                            .await?;
+                        }
+                        this.phase_done(phase.kind, t);
+                        Ok(Step::Ready(phase.kind))
+                    });
+                }
+                Step::Ready(kind) => schedule.ready.push(kind),
+            }
         }
-        if !rest_made {
-            rest.await?;
+        if let Some(phase) = waiting.first() {
+            return Err(Error::invalid(
+                "plan",
+                format!("phase {:?} waits for phases that never come", phase.kind),
+                "this is a bug in topgun; please report it",
+            ));
         }
+        drop(schedule);
+        self.timings
+            .lock()
+            .expect("not poisoned")
+            .sort_by_key(|(kind, _)| *kind);
 
         let t = self.phase_started(PhaseKind::Api, std::slice::from_ref(&plan.api.container));
         let api_port = self
@@ -358,7 +394,7 @@ impl Run<'_> {
         let timeout = self.spec.timeouts.api;
         let deadline = Instant::now() + timeout;
         if let Err(e) = api::wait_ready(plan.api.dial_host, api_port, &creds, deadline).await {
-            return Err(self.explain_api_failure(&plan, e, timeout).await);
+            return Err(self.explain_api_failure(plan, e, timeout).await);
         }
         // The load balancer routes to every server before create reports
         // success: a server that came up after haproxy first checked it is
@@ -446,34 +482,28 @@ impl Run<'_> {
         })
     }
 
-    async fn run_phase(&self, plan: &ClusterPlan, phase: &Phase, t: Instant) -> Result<()> {
-        match phase.kind {
-            PhaseKind::Etcd => self.run_etcd(plan, phase, t).await,
-            _ => try_join_all(
-                phase
-                    .nodes
-                    .iter()
-                    .map(|name| self.start_and_wait(node(plan, name), t)),
-            )
-            .await
-            .map(drop),
-        }
-    }
-
     /// Creates a node's volumes, then its container, then uploads its files.
     async fn create_node(&self, node: &NodePlan) -> Result<()> {
         create_node(self.docker, self.spec.name.as_str(), node).await
     }
 
-    async fn start(&self, node: &NodePlan) -> Result<()> {
+    /// Starts `node` once it has been made.
+    async fn start(&self, plan: &ClusterPlan, node: &NodePlan) -> Result<()> {
+        let index = plan
+            .nodes
+            .iter()
+            .position(|n| n.name == node.name)
+            .expect("a planned node");
+        // Made nodes are counted in plan order; the sender lives in `self`.
+        let _ = self.made.subscribe().wait_for(|made| *made > index).await;
         self.docker
             .start_container(&node.name, None)
             .await
             .map_err(|e| start_error(node, e))
     }
 
-    async fn start_and_wait(&self, node: &NodePlan, phase_started: Instant) -> Result<()> {
-        self.start(node).await?;
+    /// Waits until `node` passes its readiness gate.
+    async fn wait_gate(&self, node: &NodePlan, phase_started: Instant) -> Result<()> {
         match &node.gate {
             Gate::LogLine(line) => {
                 let timeout = match node.role {
@@ -490,7 +520,9 @@ impl Run<'_> {
                 .await?;
             }
             Gate::LoadBalancer => {
-                let timeout = self.spec.timeouts.server;
+                // It starts before the servers are up, so it may wait for
+                // etcd and server-0 too; their own gates fail first.
+                let timeout = self.spec.timeouts.server + self.spec.timeouts.etcd;
                 let deadline = Instant::now() + timeout;
                 let port = self.published_port(&node.name, plan::LB_STATS_PORT).await?;
                 let exit = logs::wait_for_line(
@@ -501,10 +533,10 @@ impl Run<'_> {
                     timeout,
                 );
                 tokio::select! {
-                    r = wait_stats(port, deadline) => if let Err(reason) = r {
+                    r = wait_routing(port, deadline) => if let Err(reason) = r {
                         return Err(Error::Timeout {
                             node: node.name.clone(),
-                            waiting_for: format!("its stats page does not answer: {reason}"),
+                            waiting_for: reason,
                             after: timeout,
                             last_logs: logs::last_lines(self.docker, &node.name, logs::TAIL_LINES).await,
                         });
@@ -531,7 +563,8 @@ impl Run<'_> {
         Ok(())
     }
 
-    async fn run_etcd(&self, plan: &ClusterPlan, phase: &Phase, t: Instant) -> Result<()> {
+    /// Starts the etcd members.
+    async fn start_etcd(&self, plan: &ClusterPlan, phase: &Phase) -> Result<()> {
         let members: Vec<&NodePlan> = phase.nodes.iter().map(|n| node(plan, n)).collect();
         let timeout = self.spec.timeouts.etcd;
         // Before it starts, an etcd 3.4 member asks its peers, in the order
@@ -544,8 +577,8 @@ impl Run<'_> {
         // their first probe goes to member 0 (its URL sorts first), which
         // answers at once. Should the line never come (another etcd
         // version), the others start after a short while.
-        let (first, rest) = members.split_first().expect("etcd members");
-        self.start(first).await?;
+        let (first, others) = members.split_first().expect("etcd members");
+        self.start(plan, first).await?;
         let soft = Instant::now() + timeout.min(Duration::from_secs(5));
         match logs::wait_for_line(
             self.docker,
@@ -559,7 +592,14 @@ impl Run<'_> {
             Ok(()) | Err(Error::Timeout { .. }) => {}
             Err(e) => return Err(e),
         }
-        try_join_all(rest.iter().map(|m| self.start(m))).await?;
+        try_join_all(others.iter().map(|m| self.start(plan, m))).await?;
+        Ok(())
+    }
+
+    /// Waits until topgun-etcd says the members started at `t` are healthy.
+    async fn etcd_healthy(&self, plan: &ClusterPlan, phase: &Phase, t: Instant) -> Result<()> {
+        let members: Vec<&NodePlan> = phase.nodes.iter().map(|n| node(plan, n)).collect();
+        let timeout = self.spec.timeouts.etcd;
         let etcd = plan.etcd.as_ref().expect("an etcd plan for an etcd phase");
         let client_port = etcd.members[0].ports.client;
         let ports = try_join_all(
@@ -681,13 +721,57 @@ impl Run<'_> {
     }
 }
 
-/// Polls haproxy's stats page until it answers; `Err` with the last error
-/// at `deadline`.
-async fn wait_stats(port: u16, deadline: Instant) -> std::result::Result<(), String> {
+/// What a scheduled future of a create did.
+enum Step<'p> {
+    /// Every node was made.
+    Made,
+    /// The phase's containers were started at the instant given.
+    Started(&'p Phase, Instant),
+    /// The phase passed its gates.
+    Ready(PhaseKind),
+}
+
+/// The running futures of a create (making nodes, starting phases, waiting
+/// for gates), and which phases have started and are ready.
+#[derive(Default)]
+struct Schedule<'a, 'p> {
+    pending: FuturesUnordered<BoxFuture<'a, Result<Step<'p>>>>,
+    started: Vec<PhaseKind>,
+    ready: Vec<PhaseKind>,
+}
+
+impl<'a, 'p> Schedule<'a, 'p> {
+    fn push(&mut self, step: impl Future<Output = Result<Step<'p>>> + Send + 'a) {
+        self.pending.push(Box::pin(step));
+    }
+
+    /// Whether every phase `phase` depends on has got far enough.
+    fn can_start(&self, phase: &Phase) -> bool {
+        phase.after_started.iter().all(|k| self.started.contains(k))
+            && phase.after_ready.iter().all(|k| self.ready.contains(k))
+    }
+}
+
+/// Polls haproxy's stats page until it marks an API backend UP; `Err` with
+/// the last state or error at `deadline`.
+async fn wait_routing(port: u16, deadline: Instant) -> std::result::Result<(), String> {
     loop {
         let last = match api::haproxy_backends(port).await {
-            Ok(_) => return Ok(()),
-            Err(e) => e,
+            Ok(backends) => {
+                let api: Vec<_> = backends
+                    .iter()
+                    .filter(|b| b.backend == plan::loadbalancer::API_BACKEND)
+                    .collect();
+                if api.iter().any(|b| b.status.starts_with("UP")) {
+                    return Ok(());
+                }
+                let states: Vec<String> = api
+                    .iter()
+                    .map(|b| format!("{} {} {}", b.server, b.status, b.check))
+                    .collect();
+                format!("no API backend is UP ({})", states.join(", "))
+            }
+            Err(e) => format!("its stats page does not answer: {e}"),
         };
         if Instant::now() >= deadline {
             return Err(last);

@@ -19,6 +19,8 @@ use crate::token::{BootstrapData, Token};
 pub const MINIONS_PREFIX: &str = "/registry/minions/";
 /// How long one etcd request may take.
 const RPC_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a request that reaches no member is retried on others.
+const FAILOVER: Duration = Duration::from_millis(300);
 
 /// A parsed `--datastore-endpoint`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -148,19 +150,34 @@ impl Etcd {
         Ok(Etcd { client })
     }
 
-    async fn rpc<T>(
-        &self,
-        f: impl AsyncFnOnce(Client) -> Result<T, etcd_client::Error>,
-    ) -> Result<T, String> {
-        match tokio::time::timeout(RPC_TIMEOUT, f(self.client.clone())).await {
-            Ok(r) => r.map_err(|e| e.to_string()),
+    /// One request, retried like the Go client k3s uses: a request that
+    /// did not reach a member (the endpoint is gone, e.g. its name no longer
+    /// resolves) goes to another one, for up to [`FAILOVER`]; a datastore
+    /// that is down altogether still fails fast, so callers log and retry.
+    async fn rpc<T, Fut>(&self, f: impl Fn(Client) -> Fut) -> Result<T, String>
+    where
+        Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
+    {
+        let failover = tokio::time::Instant::now() + FAILOVER;
+        let attempts = async {
+            loop {
+                match f(self.client.clone()).await {
+                    Err(e) if unavailable(&e) && tokio::time::Instant::now() < failover => {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    r => return r.map_err(|e| e.to_string()),
+                }
+            }
+        };
+        match tokio::time::timeout(RPC_TIMEOUT, attempts).await {
+            Ok(r) => r,
             Err(_) => Err("context deadline exceeded".into()),
         }
     }
 
     /// One request that proves the datastore answers.
     pub async fn probe(&self) -> Result<(), String> {
-        self.rpc(async |mut c| {
+        self.rpc(|mut c| async move {
             c.get(
                 "/bootstrap/",
                 Some(
@@ -182,7 +199,7 @@ impl Etcd {
         let key = token.bootstrap_key();
         let other = |e: String| BootstrapError::Other(e);
         let resp = self
-            .rpc(async |mut c| {
+            .rpc(|mut c| async move {
                 c.get("/bootstrap/", Some(GetOptions::new().with_prefix()))
                     .await
             })
@@ -204,7 +221,10 @@ impl Etcd {
             .and_then([TxnOp::put(key.as_str(), sealed, None)])
             .or_else([TxnOp::get(key.as_str(), None)]);
         let resp = self
-            .rpc(async |mut c| c.txn(txn).await)
+            .rpc(|mut c| {
+                let txn = txn.clone();
+                async move { c.txn(txn).await }
+            })
             .await
             .map_err(other)?;
         if resp.succeeded() {
@@ -229,8 +249,9 @@ impl Etcd {
     /// Records a heartbeat of `report` under `/registry/minions/<name>`.
     pub async fn heartbeat(&self, report: &NodeReport) -> Result<(), String> {
         let key = format!("{MINIONS_PREFIX}{}", report.name);
+        let key = key.as_str();
         let resp = self
-            .rpc(async |mut c| c.get(key.as_str(), None).await)
+            .rpc(|mut c| async move { c.get(key, None).await })
             .await?;
         let previous: Option<Value> = resp
             .kvs()
@@ -238,15 +259,18 @@ impl Etcd {
             .and_then(|kv| serde_json::from_slice(kv.value()).ok());
         let node = nodes::heartbeat(report, previous.as_ref(), OffsetDateTime::now_utc());
         let value = serde_json::to_vec(&node).map_err(|e| e.to_string())?;
-        self.rpc(async |mut c| c.put(key.as_str(), value, None).await)
-            .await
-            .map(|_| ())
+        self.rpc(|mut c| {
+            let value = value.clone();
+            async move { c.put(key, value, None).await }
+        })
+        .await
+        .map(|_| ())
     }
 
     /// All nodes, with the revision the read saw.
     pub async fn nodes(&self) -> Result<(Vec<Value>, String), String> {
         let resp = self
-            .rpc(async |mut c| {
+            .rpc(|mut c| async move {
                 c.get(MINIONS_PREFIX, Some(GetOptions::new().with_prefix()))
                     .await
             })
@@ -317,5 +341,14 @@ mod tests {
         );
         assert_eq!(redact("u:secret@h"), "<redacted>");
         assert!(!parse_endpoint("u:secret@h").unwrap_err().contains("secret"));
+    }
+}
+
+/// Whether a request failed before reaching a member.
+fn unavailable(e: &etcd_client::Error) -> bool {
+    match e {
+        etcd_client::Error::TransportError(_) => true,
+        etcd_client::Error::GRpcStatus(s) => s.code() == tonic::Code::Unavailable,
+        _ => false,
     }
 }
