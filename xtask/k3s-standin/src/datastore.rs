@@ -289,6 +289,15 @@ impl Etcd {
     }
 }
 
+/// Whether a request failed before reaching a member.
+fn unavailable(e: &etcd_client::Error) -> bool {
+    match e {
+        etcd_client::Error::TransportError(_) => true,
+        etcd_client::Error::GRpcStatus(s) => s.code() == tonic::Code::Unavailable,
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -341,14 +350,5 @@ mod tests {
         );
         assert_eq!(redact("u:secret@h"), "<redacted>");
         assert!(!parse_endpoint("u:secret@h").unwrap_err().contains("secret"));
-    }
-}
-
-/// Whether a request failed before reaching a member.
-fn unavailable(e: &etcd_client::Error) -> bool {
-    match e {
-        etcd_client::Error::TransportError(_) => true,
-        etcd_client::Error::GRpcStatus(s) => s.code() == tonic::Code::Unavailable,
-        _ => false,
     }
 }
