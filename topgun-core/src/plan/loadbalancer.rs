@@ -3,8 +3,8 @@
 //! Why haproxy rather than nginx: open-source nginx only has passive health
 //! checks (a server is marked down after real requests fail), while haproxy
 //! checks every server actively (a TCP connect to 6443 every second, every
-//! 250 ms once one fails, every 100 ms while one is down, so a server that
-//! comes up is routed to at once) and takes a dead server out of rotation within
+//! 100 ms once one fails or while it is down, so a server that comes up is
+//! routed to within 100 ms) and takes a dead server out of rotation within
 //! about two seconds; a connection a server refuses, or cannot reach within a
 //! second, is retried on another server (`option redispatch 1`), so a server
 //! haproxy has not checked yet costs a client nothing. haproxy also reports
@@ -54,7 +54,7 @@ pub fn haproxy_config(
          \x20   timeout client 24h\n\
          \x20   timeout server 24h\n\
          \x20   timeout check 500ms\n\
-         \x20   default-server inter 1s fastinter 250ms downinter 100ms fall 2 rise 1 on-marked-down shutdown-sessions\n\
+         \x20   default-server inter 1s fastinter 100ms downinter 100ms fall 2 rise 1 on-marked-down shutdown-sessions\n\
          \n\
          frontend stats\n\
          \x20   mode http\n\

@@ -483,6 +483,18 @@ impl<'a> Planner<'a> {
             agents_after_started,
             agents_after,
         );
+        // Phases and nodes in the order they start (nodes are made in this
+        // order too): with etcd, the load balancer comes before server-0.
+        if counts.etcd > 0 {
+            if let Some(i) = phases
+                .iter()
+                .position(|p| p.kind == PhaseKind::LoadBalancer)
+            {
+                let lb = phases.remove(i);
+                phases.insert(1, lb);
+            }
+        }
+        nodes.sort_by_key(|n| phases.iter().position(|p| p.nodes.contains(&n.name)));
 
         let api_container = if spec.loadbalancer.enabled {
             node_name(self.name, Role::LoadBalancer, 0)

@@ -205,10 +205,10 @@ fn every_resource_is_labelled_with_cluster_run_and_role() {
             "topgun-topgun-etcd-0",
             "topgun-topgun-etcd-1",
             "topgun-topgun-etcd-2",
+            "topgun-topgun-lb",
             "topgun-topgun-server-0",
             "topgun-topgun-server-1",
             "topgun-topgun-server-2",
-            "topgun-topgun-lb",
             "topgun-topgun-agent-0",
             "topgun-topgun-agent-1",
         ]
@@ -222,8 +222,8 @@ fn every_resource_is_labelled_with_cluster_run_and_role() {
         phases,
         [
             (PhaseKind::Etcd, 3),
-            (PhaseKind::FirstServer, 1),
             (PhaseKind::LoadBalancer, 1),
+            (PhaseKind::FirstServer, 1),
             (PhaseKind::Servers, 2),
             (PhaseKind::Agents, 2)
         ]
