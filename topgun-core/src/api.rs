@@ -183,6 +183,14 @@ pub struct BackendState {
     pub check: String,
 }
 
+impl BackendState {
+    /// Whether haproxy routes to it because a check passed: haproxy starts
+    /// every server as `UP` before checking it (`INI`).
+    pub fn checked_up(&self) -> bool {
+        self.status.starts_with("UP") && self.check.ends_with("OK")
+    }
+}
+
 /// Reads haproxy's stats page (CSV) at `127.0.0.1:port` and returns the
 /// state of every backend server.
 pub async fn haproxy_backends(port: u16) -> std::result::Result<Vec<BackendState>, String> {
@@ -251,6 +259,13 @@ mod tests {
         assert_eq!(rows[1].server, "topgun-a-server-1");
         assert_eq!(rows[1].status, "DOWN");
         assert_eq!(rows[1].check, "L4CON");
+        assert!(rows[0].checked_up());
+        assert!(!rows[1].checked_up());
+        let unchecked = BackendState {
+            check: "INI".to_owned(),
+            ..rows[0].clone()
+        };
+        assert!(!unchecked.checked_up());
     }
 
     #[test]

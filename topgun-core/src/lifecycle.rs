@@ -391,7 +391,7 @@ pub async fn status(docker: &Docker, name: &str) -> Result<ClusterStatus> {
         && loadbalancer_error.is_none()
         && loadbalancer
             .as_ref()
-            .is_none_or(|b| !b.is_empty() && b.iter().all(|b| b.status.starts_with("UP")))
+            .is_none_or(|b| !b.is_empty() && b.iter().all(|b| b.checked_up()))
         && etcd
             .as_ref()
             .is_none_or(|e| e.health.as_ref().is_some_and(|h| h.is_healthy()))

@@ -166,8 +166,8 @@ pub enum Gate {
     EtcdHealthy,
     /// The container is running.
     Running,
-    /// The load balancer routes the API to a server: its stats page marks
-    /// an API backend UP.
+    /// The load balancer routes the API to a server: its stats page shows
+    /// an API backend UP by a passed check.
     LoadBalancer,
 }
 

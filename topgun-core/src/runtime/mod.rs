@@ -752,8 +752,8 @@ impl<'a, 'p> Schedule<'a, 'p> {
     }
 }
 
-/// Polls haproxy's stats page until it marks an API backend UP; `Err` with
-/// the last state or error at `deadline`.
+/// Polls haproxy's stats page until an API backend is UP by a passed check;
+/// `Err` with the last states or error at `deadline`.
 async fn wait_routing(port: u16, deadline: Instant) -> std::result::Result<(), String> {
     loop {
         let last = match api::haproxy_backends(port).await {
@@ -762,7 +762,7 @@ async fn wait_routing(port: u16, deadline: Instant) -> std::result::Result<(), S
                     .iter()
                     .filter(|b| b.backend == plan::loadbalancer::API_BACKEND)
                     .collect();
-                if api.iter().any(|b| b.status.starts_with("UP")) {
+                if api.iter().any(|b| b.checked_up()) {
                     return Ok(());
                 }
                 let states: Vec<String> = api
@@ -780,17 +780,15 @@ async fn wait_routing(port: u16, deadline: Instant) -> std::result::Result<(), S
     }
 }
 
-/// Polls haproxy's stats until every API backend is UP; `Err` names those
-/// that are not at `deadline`.
+/// Polls haproxy's stats until every API backend is UP by a passed check;
+/// `Err` names those that are not at `deadline`.
 async fn wait_backends_up(port: u16, deadline: Instant) -> std::result::Result<(), String> {
     loop {
         let last = match api::haproxy_backends(port).await {
             Ok(backends) => {
                 let down: Vec<String> = backends
                     .iter()
-                    .filter(|b| {
-                        b.backend == plan::loadbalancer::API_BACKEND && !b.status.starts_with("UP")
-                    })
+                    .filter(|b| b.backend == plan::loadbalancer::API_BACKEND && !b.checked_up())
                     .map(|b| format!("{} ({} {})", b.server, b.status, b.check))
                     .collect();
                 if down.is_empty() {
