@@ -451,10 +451,10 @@ impl<'a> Planner<'a> {
                     });
                 }
             };
-        let (first, etcd): (PhaseKind, &[PhaseKind]) = if counts.etcd > 0 {
-            (PhaseKind::Etcd, &[PhaseKind::Etcd])
+        let etcd: &[PhaseKind] = if counts.etcd > 0 {
+            &[PhaseKind::Etcd]
         } else {
-            (PhaseKind::FirstServer, &[])
+            &[]
         };
         let lb = names(Role::LoadBalancer, false);
         let agents_after: &[PhaseKind] = if lb.is_empty() {
@@ -468,14 +468,20 @@ impl<'a> Planner<'a> {
         } else {
             &[PhaseKind::Servers]
         };
+        // Listed in the order they start.
         push(PhaseKind::Etcd, names(Role::Etcd, false), &[], &[]);
+        if counts.etcd > 0 {
+            push(PhaseKind::LoadBalancer, lb.clone(), etcd, &[]);
+        }
         push(
             PhaseKind::FirstServer,
             vec![node_name(self.name, Role::Server, 0)],
             &[],
             etcd,
         );
-        push(PhaseKind::LoadBalancer, lb, &[first], &[]);
+        if counts.etcd == 0 {
+            push(PhaseKind::LoadBalancer, lb, &[PhaseKind::FirstServer], &[]);
+        }
         push(PhaseKind::Servers, servers, &[], &[PhaseKind::FirstServer]);
         push(
             PhaseKind::Agents,
@@ -483,17 +489,7 @@ impl<'a> Planner<'a> {
             agents_after_started,
             agents_after,
         );
-        // Phases and nodes in the order they start (nodes are made in this
-        // order too): with etcd, the load balancer comes before server-0.
-        if counts.etcd > 0 {
-            if let Some(i) = phases
-                .iter()
-                .position(|p| p.kind == PhaseKind::LoadBalancer)
-            {
-                let lb = phases.remove(i);
-                phases.insert(1, lb);
-            }
-        }
+        // Nodes in start order too: that is the order they are made in.
         nodes.sort_by_key(|n| phases.iter().position(|p| p.nodes.contains(&n.name)));
 
         let api_container = if spec.loadbalancer.enabled {
