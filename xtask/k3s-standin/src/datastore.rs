@@ -289,7 +289,8 @@ impl Etcd {
     }
 }
 
-/// Whether a request failed before reaching a member.
+/// Whether no member served the request: the one picked could not be
+/// reached, or said it is unavailable.
 fn unavailable(e: &etcd_client::Error) -> bool {
     match e {
         etcd_client::Error::TransportError(_) => true,
