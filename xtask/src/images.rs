@@ -181,6 +181,15 @@ impl ImageDef {
         );
     }
 
+    /// What every image needs besides its programs: name lookup through
+    /// files and DNS, these `passwd` and `group` files, and a `/tmp`.
+    fn base(&mut self, passwd: &str, group: &str) {
+        self.file("/etc/nsswitch.conf", NSSWITCH.into(), 0o644);
+        self.file("/etc/passwd", passwd.as_bytes().to_vec(), 0o644);
+        self.file("/etc/group", group.as_bytes().to_vec(), 0o644);
+        self.dir("/tmp", 0o1777, 0);
+    }
+
     /// `binary` at `dest`, plus every library `ldd` lists, at the paths it lists.
     fn binary(&mut self, source: &Path, dest: &str) -> anyhow::Result<()> {
         let data =
@@ -329,14 +338,7 @@ fn etcd_def() -> anyhow::Result<ImageDef> {
         &require("/usr/bin/etcdctl", "etcd-client")?,
         "/usr/local/bin/etcdctl",
     )?;
-    def.file("/etc/nsswitch.conf", NSSWITCH.into(), 0o644);
-    def.file(
-        "/etc/passwd",
-        b"root:x:0:0:root:/root:/sbin/nologin\n".to_vec(),
-        0o644,
-    );
-    def.file("/etc/group", b"root:x:0:\n".to_vec(), 0o644);
-    def.dir("/tmp", 0o1777, 0);
+    def.base("root:x:0:0:root:/root:/sbin/nologin\n", "root:x:0:\n");
     def.dir("/var/etcd", 0o700, 0);
     def.dir("/var/lib/etcd", 0o700, 0);
     def.changes = vec![
@@ -363,14 +365,10 @@ fn haproxy_def() -> anyhow::Result<ImageDef> {
         &require("/usr/sbin/haproxy", "haproxy")?,
         "/usr/local/sbin/haproxy",
     )?;
-    def.file("/etc/nsswitch.conf", NSSWITCH.into(), 0o644);
-    def.file(
-        "/etc/passwd",
-        b"root:x:0:0:root:/root:/sbin/nologin\nhaproxy:x:99:99:haproxy:/var/lib/haproxy:/usr/sbin/nologin\n".to_vec(),
-        0o644,
+    def.base(
+        "root:x:0:0:root:/root:/sbin/nologin\nhaproxy:x:99:99:haproxy:/var/lib/haproxy:/usr/sbin/nologin\n",
+        "root:x:0:\nhaproxy:x:99:\n",
     );
-    def.file("/etc/group", b"root:x:0:\nhaproxy:x:99:\n".to_vec(), 0o644);
-    def.dir("/tmp", 0o1777, 0);
     def.dir("/run", 0o755, 0);
     def.dir("/usr/local/etc/haproxy", 0o755, 0);
     def.dir("/var/lib/haproxy", 0o755, 99);
@@ -397,14 +395,7 @@ fn haproxy_def() -> anyhow::Result<ImageDef> {
 fn k3s_def(binary: &Path) -> anyhow::Result<ImageDef> {
     let mut def = ImageDef::new("k3s", "TOPGUN_K3S_IMAGE");
     def.binary(binary, "/bin/k3s")?;
-    def.file("/etc/nsswitch.conf", NSSWITCH.into(), 0o644);
-    def.file(
-        "/etc/passwd",
-        b"root:x:0:0:root:/root:/bin/sh\n".to_vec(),
-        0o644,
-    );
-    def.file("/etc/group", b"root:x:0:\n".to_vec(), 0o644);
-    def.dir("/tmp", 0o1777, 0);
+    def.base("root:x:0:0:root:/root:/bin/sh\n", "root:x:0:\n");
     def.dir("/run", 0o755, 0);
     def.dir("/var/run", 0o755, 0);
     def.dir("/etc/rancher/k3s", 0o755, 0);
