@@ -303,6 +303,28 @@ async fn wait_nodes(
     }
 }
 
+/// Waits until Debian's kubectl, run with `home` as HOME, lists agent-0,
+/// server-0 and server-1 Ready, and checks their roles: `server_roles` for
+/// servers, none for the agent.
+async fn ready_with_roles(home: &Path, kubeconfig: &Path, server_roles: &str) {
+    std::fs::create_dir_all(home).unwrap();
+    let nodes = wait_nodes(
+        home,
+        kubeconfig,
+        |n| all_ready(n, &["agent-0", "server-0", "server-1"]),
+        Duration::from_secs(30),
+    )
+    .await;
+    for (name, _, roles) in &nodes {
+        let want = if name.starts_with("server") {
+            server_roles
+        } else {
+            ""
+        };
+        assert_eq!(roles, want, "roles of {name}");
+    }
+}
+
 fn all_ready(nodes: &[(String, String, String)], names: &[&str]) -> bool {
     let mut got: Vec<&str> = nodes
         .iter()
@@ -515,22 +537,7 @@ async fn two_servers_and_an_agent_on_external_etcd_with_mutual_tls() {
 
     // Debian's kubectl lists three Ready nodes with k3s's roles.
     let home = dir.path().join("home");
-    std::fs::create_dir_all(&home).unwrap();
-    let nodes = wait_nodes(
-        &home,
-        &kc0,
-        |n| all_ready(n, &["agent-0", "server-0", "server-1"]),
-        Duration::from_secs(30),
-    )
-    .await;
-    for (name, _, roles) in &nodes {
-        let want = if name.starts_with("server") {
-            "control-plane,master"
-        } else {
-            ""
-        };
-        assert_eq!(roles, want, "roles of {name}");
-    }
+    ready_with_roles(&home, &kc0, "control-plane,master").await;
     let (ok, table) = kubectl(&home, &kc0, &["get", "nodes"]);
     assert!(ok, "{table}");
     assert!(table.starts_with("NAME"), "{table}");
@@ -817,22 +824,7 @@ async fn embedded_cluster_init_joiner_and_agent() {
     a0.wait_for(REGISTERED, Duration::from_secs(30)).await;
 
     let home = dir.path().join("home");
-    std::fs::create_dir_all(&home).unwrap();
-    let nodes = wait_nodes(
-        &home,
-        &kc1,
-        |n| all_ready(n, &["agent-0", "server-0", "server-1"]),
-        Duration::from_secs(30),
-    )
-    .await;
-    for (name, _, roles) in &nodes {
-        let want = if name.starts_with("server") {
-            "control-plane,etcd,master"
-        } else {
-            ""
-        };
-        assert_eq!(roles, want, "roles of {name}");
-    }
+    ready_with_roles(&home, &kc1, "control-plane,etcd,master").await;
     // Same CA on both servers.
     let ca = |p: &Path| {
         b64_field(
