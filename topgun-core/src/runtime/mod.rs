@@ -401,10 +401,10 @@ impl Run<'_> {
         // marked down for a moment.
         if let Some(lb) = plan.nodes.iter().find(|n| n.role == Role::LoadBalancer) {
             let port = self.published_port(&lb.name, plan::LB_STATS_PORT).await?;
-            if let Err(down) = wait_backends_up(port, deadline).await {
+            if let Err(down) = wait_api_backends(port, deadline, Backends::All).await {
                 return Err(Error::Timeout {
                     node: lb.name.clone(),
-                    waiting_for: format!("haproxy still marks {down} down"),
+                    waiting_for: format!("haproxy does not mark every server UP: {down}"),
                     after: timeout,
                     last_logs: logs::last_lines(self.docker, &lb.name, logs::TAIL_LINES).await,
                 });
@@ -533,10 +533,10 @@ impl Run<'_> {
                     timeout,
                 );
                 tokio::select! {
-                    r = wait_routing(port, deadline) => if let Err(reason) = r {
+                    r = wait_api_backends(port, deadline, Backends::Any) => if let Err(reason) = r {
                         return Err(Error::Timeout {
                             node: node.name.clone(),
-                            waiting_for: reason,
+                            waiting_for: format!("haproxy marks no API backend UP: {reason}"),
                             after: timeout,
                             last_logs: logs::last_lines(self.docker, &node.name, logs::TAIL_LINES).await,
                         });
@@ -752,9 +752,23 @@ impl<'a, 'p> Schedule<'a, 'p> {
     }
 }
 
-/// Polls haproxy's stats page until an API backend is UP by a passed check;
-/// `Err` with the last states or error at `deadline`.
-async fn wait_routing(port: u16, deadline: Instant) -> std::result::Result<(), String> {
+/// How many API backends [`wait_api_backends`] waits for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Backends {
+    /// One: the load balancer routes the API.
+    Any,
+    /// Every server.
+    All,
+}
+
+/// Polls haproxy's stats page until `wanted` API backends are UP by a passed
+/// check; `Err` at `deadline` with those that are not (server, status, last
+/// check), or with why the stats page did not answer.
+async fn wait_api_backends(
+    port: u16,
+    deadline: Instant,
+    wanted: Backends,
+) -> std::result::Result<(), String> {
     loop {
         let last = match api::haproxy_backends(port).await {
             Ok(backends) => {
@@ -762,14 +776,19 @@ async fn wait_routing(port: u16, deadline: Instant) -> std::result::Result<(), S
                     .iter()
                     .filter(|b| b.backend == plan::loadbalancer::API_BACKEND)
                     .collect();
-                if api.iter().any(|b| b.checked_up()) {
+                let up = api.iter().filter(|b| b.checked_up()).count();
+                if match wanted {
+                    Backends::Any => up > 0,
+                    Backends::All => up == api.len(),
+                } {
                     return Ok(());
                 }
-                let states: Vec<String> = api
+                let not_up: Vec<String> = api
                     .iter()
-                    .map(|b| format!("{} {} {}", b.server, b.status, b.check))
+                    .filter(|b| !b.checked_up())
+                    .map(|b| format!("{} ({} {})", b.server, b.status, b.check))
                     .collect();
-                format!("no API backend is UP ({})", states.join(", "))
+                not_up.join(", ")
             }
             Err(e) => format!("its stats page does not answer: {e}"),
         };
@@ -777,31 +796,6 @@ async fn wait_routing(port: u16, deadline: Instant) -> std::result::Result<(), S
             return Err(last);
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// Polls haproxy's stats until every API backend is UP by a passed check;
-/// `Err` names those that are not at `deadline`.
-async fn wait_backends_up(port: u16, deadline: Instant) -> std::result::Result<(), String> {
-    loop {
-        let last = match api::haproxy_backends(port).await {
-            Ok(backends) => {
-                let down: Vec<String> = backends
-                    .iter()
-                    .filter(|b| b.backend == plan::loadbalancer::API_BACKEND && !b.checked_up())
-                    .map(|b| format!("{} ({} {})", b.server, b.status, b.check))
-                    .collect();
-                if down.is_empty() {
-                    return Ok(());
-                }
-                down.join(", ")
-            }
-            Err(e) => e,
-        };
-        if Instant::now() >= deadline {
-            return Err(last);
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
