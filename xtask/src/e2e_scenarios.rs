@@ -265,14 +265,21 @@ fn ha_etcd(h: &Harness) -> anyhow::Result<()> {
     // Fault: kill one server; kubectl through the load balancer still works.
     // Three calls, so the round robin reaches every remaining server.
     docker(&["kill", &format!("topgun-{name}-server-0")])?;
+    let mut took = Vec::new();
     for attempt in 1..=3 {
+        let call = Instant::now();
         let out = h.kubectl(&["--context", &context, "get", "nodes"])?;
         ensure!(
             out.status.success(),
             "kubectl call {attempt} failed after killing server-0: {}",
             String::from_utf8_lossy(&out.stderr).trim()
         );
+        took.push(format!("{:.2}s", call.elapsed().as_secs_f64()));
     }
+    eprintln!(
+        "e2e: kubectl through the load balancer right after killing server-0: {}",
+        took.join(", ")
+    );
 
     let started = Instant::now();
     h.ok_topgun(&["delete", &name])?;
