@@ -10,17 +10,27 @@ pub fn init_logging(verbose: u8, quiet: bool) {
     let level = match (quiet, verbose) {
         (true, _) => "error",
         (false, 0) => "warn",
-        (false, 1) => "debug",
+        // topgun's own crates; the HTTP and gRPC crates below are chatty.
+        (false, 1) => "warn,topgun_core=debug,topgun_etcd=debug,topgun_tls=debug,topgun=debug",
+        (false, 2) => "debug",
         (false, _) => "trace",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("TOPGUN_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let _ = tracing_subscriber::fmt()
+    let from_env = tracing_subscriber::EnvFilter::try_from_env("TOPGUN_LOG").ok();
+    // Debugging output carries the time since start, to see where a
+    // create spends it; plain warnings do not.
+    let timed = verbose > 0 || from_env.is_some();
+    let filter = from_env.unwrap_or_else(|| tracing_subscriber::EnvFilter::new(level));
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .without_time()
-        .try_init();
+        .with_ansi(std::io::stderr().is_terminal());
+    let _ = if timed {
+        builder
+            .with_timer(tracing_subscriber::fmt::time::uptime())
+            .try_init()
+    } else {
+        builder.without_time().try_init()
+    };
 }
 
 /// Prints an error and its causes to stderr, one line, `error: ...`.

@@ -25,7 +25,8 @@ pub struct GlobalArgs {
     /// Print no progress, only results and errors.
     #[arg(short, long, global = true)]
     pub quiet: bool,
-    /// More detail on stderr (-v: debug, -vv: trace).
+    /// More detail on stderr, stamped with the time since start (-v: topgun's
+    /// debug trace, -vv: every library's, -vvv: trace).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
 }

@@ -319,6 +319,7 @@ impl Run<'_> {
         schedule.push(async move {
             for node in &plan.nodes {
                 this.create_node(node).await?;
+                tracing::debug!(node = %node.name, "made");
                 this.made.send_modify(|n| *n += 1);
             }
             this.phase_done(PhaseKind::Prepare, t);
@@ -496,10 +497,13 @@ impl Run<'_> {
             .expect("a planned node");
         // Made nodes are counted in plan order; the sender lives in `self`.
         let _ = self.made.subscribe().wait_for(|made| *made > index).await;
+        tracing::debug!(node = %node.name, "starting");
         self.docker
             .start_container(&node.name, None)
             .await
-            .map_err(|e| start_error(node, e))
+            .map_err(|e| start_error(node, e))?;
+        tracing::debug!(node = %node.name, "started");
+        Ok(())
     }
 
     /// Waits until `node` passes its readiness gate.
@@ -589,7 +593,8 @@ impl Run<'_> {
         )
         .await
         {
-            Ok(()) | Err(Error::Timeout { .. }) => {}
+            Ok(()) => tracing::debug!(node = %first.name, "serves its peers"),
+            Err(Error::Timeout { .. }) => {}
             Err(e) => return Err(e),
         }
         try_join_all(others.iter().map(|m| self.start(plan, m))).await?;
