@@ -160,9 +160,11 @@ async fn run(
         let name = fresh_name();
         names.push(name.clone());
         let spec = spec(&name, args)?;
+        let cpu = busy_cpu_seconds();
         let floor = topgun_core::floor::floor(docker, &spec).await?;
+        let floor_cpu = cpu_since(cpu);
         println!(
-            "run {}: floor  {:>6.2}s (removed in {:.2}s)",
+            "run {}: floor  {:>6.2}s (removed in {:.2}s){floor_cpu}",
             i + 1,
             floor.create_and_start.as_secs_f64(),
             floor.remove.as_secs_f64()
@@ -171,14 +173,16 @@ async fn run(
 
         let name = fresh_name();
         names.push(name.clone());
+        let cpu = busy_cpu_seconds();
         let created = create_and_delete(&args.topgun, time, args, &name, scratch).await?;
+        let create_cpu = cpu_since(cpu);
         let phases: Vec<String> = created
             .phases
             .iter()
             .map(|(p, d)| format!("{p} {:.2}", d.as_secs_f64()))
             .collect();
         println!(
-            "run {}: create {:>6.2}s, delete {:.2}s, peak RSS {:.1} MiB [{}]",
+            "run {}: create {:>6.2}s, delete {:.2}s, peak RSS {:.1} MiB [{}]{create_cpu}",
             i + 1,
             created.create.as_secs_f64(),
             created.delete.as_secs_f64(),
@@ -220,6 +224,33 @@ async fn run(
         .collect();
     println!("median phases: {}", phases.join(", "));
     Ok(())
+}
+
+/// The machine's busy CPU time so far (all cores, from `/proc/stat`), to
+/// show how much work a measured stretch cost beside how long it took.
+fn busy_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let fields: Vec<f64> = stat
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal: all but idle and iowait.
+    let busy: f64 = [0, 1, 2, 5, 6, 7]
+        .iter()
+        .filter_map(|&i| fields.get(i))
+        .sum();
+    Some(busy / 100.0)
+}
+
+/// `, N.N CPU-s` busy since `before`, or nothing off Linux.
+fn cpu_since(before: Option<f64>) -> String {
+    match (before, busy_cpu_seconds()) {
+        (Some(a), Some(b)) => format!(", {:.1} CPU-s", b - a),
+        _ => String::new(),
+    }
 }
 
 fn spec(name: &str, args: &Args) -> Result<ClusterSpec, BoxError> {
