@@ -17,8 +17,11 @@
 //!   `--topgun`), under `/usr/bin/time` for its peak RSS (`ru_maxrss` of the
 //!   child, from `wait4`), then `topgun delete` as a whole process.
 //!
-//! It prints each run, then the medians, the ratio create/floor, the peak
-//! RSS and the median of each create phase. Every cluster is named
+//! It prints each run, with the machine's busy CPU-seconds (from
+//! `/proc/stat`, all processes: the engine's work as well as the nodes') for
+//! the floor and its removal and for the create and its delete, then the
+//! medians, the ratio create/floor, the peak RSS and the median of each
+//! create phase. Every cluster is named
 //! `bench<hex>` and removed by its label at the end, also on failure or
 //! Ctrl-C.
 
@@ -162,7 +165,7 @@ async fn run(
         let spec = spec(&name, args)?;
         let cpu = busy_cpu_seconds();
         let floor = topgun_core::floor::floor(docker, &spec).await?;
-        let floor_cpu = cpu_since(cpu);
+        let floor_cpu = cpu_since(cpu, "with the removal");
         println!(
             "run {}: floor  {:>6.2}s (removed in {:.2}s){floor_cpu}",
             i + 1,
@@ -175,7 +178,7 @@ async fn run(
         names.push(name.clone());
         let cpu = busy_cpu_seconds();
         let created = create_and_delete(&args.topgun, time, args, &name, scratch).await?;
-        let create_cpu = cpu_since(cpu);
+        let create_cpu = cpu_since(cpu, "with the delete");
         let phases: Vec<String> = created
             .phases
             .iter()
@@ -237,7 +240,8 @@ fn busy_cpu_seconds() -> Option<f64> {
         .skip(1)
         .filter_map(|f| f.parse().ok())
         .collect();
-    // user nice system idle iowait irq softirq steal: all but idle and iowait.
+    // user nice system idle iowait irq softirq steal: all but idle and
+    // iowait, in USER_HZ ticks (100 a second on Linux).
     let busy: f64 = [0, 1, 2, 5, 6, 7]
         .iter()
         .filter_map(|&i| fields.get(i))
@@ -245,10 +249,10 @@ fn busy_cpu_seconds() -> Option<f64> {
     Some(busy / 100.0)
 }
 
-/// `, N.N CPU-s` busy since `before`, or nothing off Linux.
-fn cpu_since(before: Option<f64>) -> String {
+/// `, N.N CPU-s <what>` busy since `before`, or nothing off Linux.
+fn cpu_since(before: Option<f64>, what: &str) -> String {
     match (before, busy_cpu_seconds()) {
-        (Some(a), Some(b)) => format!(", {:.1} CPU-s", b - a),
+        (Some(a), Some(b)) => format!(", {:.1} CPU-s {what}", b - a),
         _ => String::new(),
     }
 }
