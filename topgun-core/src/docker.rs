@@ -222,13 +222,28 @@ pub(crate) async fn remove_once(
     let results = join_all(found.iter().map(|n| async move {
         let name = n.name.clone().unwrap_or_default();
         let id = n.id.clone().unwrap_or_else(|| name.clone());
-        (name, docker.remove_network(&id).await)
+        let r = docker.remove_network(&id).await;
+        let stale = match &r {
+            Err(e) if e.to_string().contains("active endpoints") => docker
+                .inspect_network(
+                    &id,
+                    None::<bollard::query_parameters::InspectNetworkOptions>,
+                )
+                .await
+                .is_ok_and(|n| n.containers.unwrap_or_default().is_empty()),
+            _ => false,
+        };
+        (name, r, stale)
     }))
     .await;
-    for (name, r) in results {
+    for (name, r, stale) in results {
         match r {
             Ok(()) => removal.networks.push(name),
             Err(e) if is_gone(&e) => {}
+            Err(e) if stale => removal.failed.push(format!(
+                "network {name}: {e} (no container is attached: the Docker daemon holds a stale \
+                 endpoint on it, so `docker network rm {name}` fails too)"
+            )),
             Err(e) => removal.failed.push(format!("network {name}: {e}")),
         }
     }
