@@ -40,17 +40,10 @@ pub fn run(args: BenchCreateArgs) -> anyhow::Result<()> {
         args.agents.to_string(),
         args.etcd.to_string(),
     );
-    setup::cargo(
+    setup::run_example(
+        "topgun-core",
+        "bench_create",
         &[
-            "run",
-            "--release",
-            "--locked",
-            "--quiet",
-            "--package",
-            "topgun-core",
-            "--example",
-            "bench_create",
-            "--",
             "--topgun",
             &topgun,
             "--runs",

@@ -33,17 +33,10 @@ pub fn run(args: BenchEtcdArgs) -> anyhow::Result<()> {
         args.trials.to_string(),
         args.interval_ms.to_string(),
     );
-    setup::cargo(
+    setup::run_example(
+        "topgun-etcd",
+        "bench_etcd",
         &[
-            "run",
-            "--release",
-            "--locked",
-            "--quiet",
-            "--package",
-            "topgun-etcd",
-            "--example",
-            "bench_etcd",
-            "--",
             "--rounds",
             &rounds,
             "--trials",

@@ -155,6 +155,29 @@ pub fn cargo(args: &[&str], env: &[(String, String)]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Runs the release build of `example` of `package` with `args` and extra
+/// `env`: how every benchmark runs its measuring program.
+pub fn run_example(
+    package: &str,
+    example: &str,
+    args: &[&str],
+    env: &[(String, String)],
+) -> anyhow::Result<()> {
+    let mut all = vec![
+        "run",
+        "--release",
+        "--locked",
+        "--quiet",
+        "--package",
+        package,
+        "--example",
+        example,
+        "--",
+    ];
+    all.extend_from_slice(args);
+    cargo(&all, env)
+}
+
 /// Builds the `topgun` binary (release or dev) and returns its path, taken
 /// from cargo's own artifact messages so that any target dir works.
 pub fn build_topgun(release: bool) -> anyhow::Result<PathBuf> {
