@@ -229,6 +229,19 @@ async fn run(
     Ok(())
 }
 
+/// `Err` naming `what`, its exit status and its stderr unless it succeeded.
+fn succeeded(what: &str, out: &std::process::Output) -> Result<(), BoxError> {
+    if out.status.success() {
+        return Ok(());
+    }
+    Err(format!(
+        "{what} failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    )
+    .into())
+}
+
 /// The machine's busy CPU time so far (all cores, from `/proc/stat`), to
 /// show how much work a measured stretch cost beside how long it took.
 fn busy_cpu_seconds() -> Option<f64> {
@@ -303,14 +316,7 @@ async fn create_and_delete(
     let started = Instant::now();
     let out = command.output().await?;
     let create = started.elapsed();
-    if !out.status.success() {
-        return Err(format!(
-            "topgun create {name} failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        )
-        .into());
-    }
+    succeeded(&format!("topgun create {name}"), &out)?;
     let max_rss_kib: u64 = std::fs::read_to_string(&rss_file)?
         .lines()
         .last()
@@ -342,14 +348,7 @@ async fn create_and_delete(
         .output()
         .await?;
     let delete = started.elapsed();
-    if !out.status.success() {
-        return Err(format!(
-            "topgun delete {name} failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        )
-        .into());
-    }
+    succeeded(&format!("topgun delete {name}"), &out)?;
     Ok(CreateRun {
         create,
         delete,
