@@ -242,7 +242,7 @@ pub(crate) async fn remove_once(
             Err(e) if is_gone(&e) => {}
             Err(e) if stale => removal.failed.push(format!(
                 "network {name}: {e} (no container is attached: the Docker daemon holds a stale \
-                 endpoint on it, so `docker network rm {name}` fails too)"
+                 endpoint on it, so `docker network rm {name}` fails too until the daemon restarts)"
             )),
             Err(e) => removal.failed.push(format!("network {name}: {e}")),
         }
