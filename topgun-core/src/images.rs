@@ -58,7 +58,7 @@ pub fn resolve_privileged(
 }
 
 /// The images of one cluster.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct ImageSet {
     /// For servers and agents.
     pub k3s: String,

@@ -23,6 +23,11 @@ pub const HOSTNAME: &str = "dev.topgun.hostname";
 
 /// The role label value of the network.
 pub const ROLE_NETWORK: &str = "network";
+/// The role label value of the cluster's images volume.
+pub const ROLE_IMAGES: &str = "images";
+/// The role label value of the temporary container that fills the images
+/// volume of a cluster whose nodes do not run.
+pub const ROLE_HELPER: &str = "helper";
 
 /// A Docker label filter `KEY=VALUE`.
 pub fn filter(key: &str, value: &str) -> String {

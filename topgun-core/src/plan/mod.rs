@@ -24,7 +24,8 @@ use topgun_tls::{KeyPem, San};
 use crate::images::ImageSet;
 use crate::labels;
 use crate::spec::{
-    CgroupnsMode, ClusterSpec, Datastore, EndpointKind, NodeFilter, Protocol, Role, Subnet, Token,
+    CgroupnsMode, ClusterRecord, ClusterSpec, Datastore, EndpointKind, NodeFilter, Protocol,
+    RECORD_PATH, Role, Subnet, Token,
 };
 use crate::{Error, Result};
 
@@ -49,6 +50,9 @@ pub const K3S_VOLUMES: &[&str] = &[
     "/var/lib/cni",
     "/var/log",
 ];
+/// Where k3s imports image tarballs from when it starts (the air-gap path);
+/// every k3s node mounts the cluster's images volume here.
+pub const IMAGES_DIR: &str = "/var/lib/rancher/k3s/agent/images";
 /// The log line of a ready server.
 pub const SERVER_READY: &str = "k3s is up and running";
 /// The log line of an etcd member that serves clients.
@@ -82,6 +86,14 @@ pub struct PlanContext {
     /// Whether k3s nodes run privileged (see
     /// [`crate::images::resolve_privileged`]).
     pub privileged: bool,
+    /// Free host ports for the published ports the spec leaves open, taken
+    /// in plan order, so that every port is pinned and Docker publishes the
+    /// same one after a restart. Plan once without them to learn how many
+    /// are needed ([`ClusterPlan::open_ports`]).
+    pub host_ports: Vec<u16>,
+    /// The datastore files servers get, when they are read back from an
+    /// existing server (adding a node) rather than generated.
+    pub datastore_files: Option<Vec<PlannedFile>>,
 }
 
 impl PlanContext {
@@ -97,6 +109,8 @@ impl PlanContext {
             etcd_pki: None,
             external_tls: ExternalTls::default(),
             privileged: true,
+            host_ports: Vec::new(),
+            datastore_files: None,
         }
     }
 }
@@ -121,6 +135,9 @@ pub struct ClusterPlan {
     pub run_id: String,
     /// The network.
     pub network: NetworkPlan,
+    /// Volumes that several nodes mount (the images volume), created after
+    /// the network.
+    pub shared_volumes: Vec<VolumePlan>,
     /// Every container, in start order.
     pub nodes: Vec<NodePlan>,
     /// The start phases, in order.
@@ -277,6 +294,92 @@ impl ClusterPlan {
     pub fn node(&self, name: &str) -> Option<&NodePlan> {
         self.nodes.iter().find(|n| n.name == name)
     }
+
+    /// The host addresses of the published ports that have no host port
+    /// yet, in plan order: what [`PlanContext::host_ports`] must provide.
+    pub fn open_ports(&self) -> Vec<IpAddr> {
+        open_ports(&self.nodes)
+    }
+}
+
+/// The host addresses of `nodes`' published ports without a host port, in
+/// node order.
+pub fn open_ports(nodes: &[NodePlan]) -> Vec<IpAddr> {
+    nodes
+        .iter()
+        .flat_map(|n| bindings(&n.body))
+        .filter(|b| b.host_port.as_deref().is_none_or(str::is_empty))
+        .filter_map(|b| b.host_ip.as_deref()?.parse().ok())
+        .collect()
+}
+
+/// The port bindings of a container body, in a stable order.
+fn bindings(body: &ContainerCreateBody) -> Vec<&PortBinding> {
+    let Some(map) = body
+        .host_config
+        .as_ref()
+        .and_then(|h| h.port_bindings.as_ref())
+    else {
+        return Vec::new();
+    };
+    let mut keys: Vec<&String> = map.keys().collect();
+    keys.sort_by_key(|k| {
+        let (port, proto) = k.split_once('/').unwrap_or((k, ""));
+        (port.parse::<u16>().unwrap_or(0), proto.to_owned())
+    });
+    keys.into_iter()
+        .flat_map(|k| map[k].iter().flatten())
+        .collect()
+}
+
+/// Gives each published port of `nodes` without a host port the next of
+/// `ports`, in the order of [`open_ports`]. Returns how many were used.
+fn pin_ports(nodes: &mut [NodePlan], ports: &[u16]) -> usize {
+    let mut next = ports.iter();
+    let mut used = 0;
+    for node in nodes {
+        let Some(map) = node
+            .body
+            .host_config
+            .as_mut()
+            .and_then(|h| h.port_bindings.as_mut())
+        else {
+            continue;
+        };
+        let mut keys: Vec<String> = map.keys().cloned().collect();
+        keys.sort_by_key(|k| {
+            let (port, proto) = k.split_once('/').unwrap_or((k, ""));
+            (port.parse::<u16>().unwrap_or(0), proto.to_owned())
+        });
+        for key in keys {
+            for b in map.get_mut(&key).into_iter().flatten().flatten() {
+                if b.host_port.as_deref().is_none_or(str::is_empty)
+                    && let Some(port) = next.next()
+                {
+                    b.host_port = Some(port.to_string());
+                    used += 1;
+                }
+            }
+        }
+    }
+    used
+}
+
+/// The host port a container body publishes `port/tcp` on, if pinned.
+pub fn published_port(body: &ContainerCreateBody, port: u16) -> Option<u16> {
+    body.host_config
+        .as_ref()?
+        .port_bindings
+        .as_ref()?
+        .get(&format!("{port}/tcp"))?
+        .as_ref()?
+        .iter()
+        .find_map(|b| b.host_port.as_deref()?.parse().ok())
+}
+
+/// The name of a cluster's images volume.
+pub fn images_volume_name(cluster: &str) -> String {
+    format!("topgun-{cluster}-images")
 }
 
 /// The address of a node on the cluster network.
@@ -321,6 +424,14 @@ struct Planner<'a> {
     sans: Vec<San>,
     volumes: Vec<VolumePlan>,
     warnings: Vec<String>,
+    /// How many of `ctx.host_ports` are taken.
+    ports_taken: usize,
+    /// Where servers that join an embedded cluster, and agents, connect
+    /// (the load balancer, else server-0).
+    join_url: String,
+    /// Whether this plans nodes added to a running cluster (no server
+    /// initialises the embedded store).
+    adding: bool,
 }
 
 impl<'a> Planner<'a> {
@@ -371,6 +482,12 @@ impl<'a> Planner<'a> {
                 sans.push(san.clone());
             }
         }
+        let lower = spec.name.lowercase();
+        let join_role = if spec.loadbalancer.enabled {
+            Role::LoadBalancer
+        } else {
+            Role::Server
+        };
         Ok(Planner {
             spec,
             ctx,
@@ -380,6 +497,9 @@ impl<'a> Planner<'a> {
             sans,
             volumes: Vec::new(),
             warnings,
+            ports_taken: 0,
+            join_url: format!("https://{}:{API_PORT}", node_name(&lower, join_role, 0)),
+            adding: false,
         })
     }
 
@@ -491,6 +611,7 @@ impl<'a> Planner<'a> {
         );
         // Nodes in start order too: that is the order they are made in.
         nodes.sort_by_key(|n| phases.iter().position(|p| p.nodes.contains(&n.name)));
+        self.ports_taken = pin_ports(&mut nodes, &self.ctx.host_ports);
 
         let api_container = if spec.loadbalancer.enabled {
             node_name(self.name, Role::LoadBalancer, 0)
@@ -518,16 +639,26 @@ impl<'a> Planner<'a> {
                 ..Default::default()
             },
         };
+        let api_port = nodes
+            .iter()
+            .find(|n| n.name == api_container)
+            .and_then(|n| published_port(&n.body, API_PORT));
+        let shared_volumes = if spec.servers + spec.agents > 0 {
+            vec![self.volume(images_volume_name(self.name), labels::ROLE_IMAGES)]
+        } else {
+            Vec::new()
+        };
         Ok(ClusterPlan {
             name: self.name.to_owned(),
             run_id: self.ctx.run_id.clone(),
             network,
+            shared_volumes,
             nodes,
             phases,
             api: ApiPlan {
                 host: spec.api.host,
                 dial_host: spec.api.dial_host(),
-                port: spec.api.port,
+                port: spec.api.port.or(api_port),
                 container: api_container,
                 kubeconfig_from: node_name(self.name, Role::Server, 0),
             },
@@ -548,15 +679,8 @@ impl<'a> Planner<'a> {
                 slug
             };
             let volume = format!("{name}-{slug}");
-            self.volumes.push(VolumePlan {
-                name: volume.clone(),
-                body: VolumeCreateRequest {
-                    name: Some(volume.clone()),
-                    driver: Some("local".to_owned()),
-                    labels: Some(self.labels(role.as_str())),
-                    ..Default::default()
-                },
-            });
+            let plan = self.volume(volume.clone(), role.as_str());
+            self.volumes.push(plan);
             mounts.push(Mount {
                 target: Some(path.clone()),
                 source: Some(volume),
@@ -565,6 +689,19 @@ impl<'a> Planner<'a> {
             });
         }
         mounts
+    }
+
+    /// A labelled volume.
+    fn volume(&self, name: String, role: &str) -> VolumePlan {
+        VolumePlan {
+            body: VolumeCreateRequest {
+                name: Some(name.clone()),
+                driver: Some("local".to_owned()),
+                labels: Some(self.labels(role)),
+                ..Default::default()
+            },
+            name,
+        }
     }
 
     fn declared_volumes(&self, image: &str, always: &[&str]) -> Vec<String> {
@@ -761,10 +898,6 @@ impl<'a> Planner<'a> {
         let ip = node_ip(&self.ctx.subnet, role, index);
         let image = self.ctx.images.k3s.clone();
         let server0 = format!("https://{}:{API_PORT}", node_name(&lower, Role::Server, 0));
-        let lb = format!(
-            "https://{}:{API_PORT}",
-            node_name(&lower, Role::LoadBalancer, 0)
-        );
 
         let mut cmd = vec![role.as_str().to_owned()];
         let mut env = vec![format!("K3S_TOKEN={}", self.ctx.token.expose())];
@@ -778,7 +911,25 @@ impl<'a> Planner<'a> {
                 env.push(format!("K3S_KUBECONFIG_OUTPUT={KUBECONFIG_PATH}"));
                 env.push("K3S_KUBECONFIG_MODE=600".to_owned());
                 dirs.push("/output".to_owned());
+                files.push(file(
+                    RECORD_PATH.to_owned(),
+                    FileContents::Secret(KeyPem::new(
+                        ClusterRecord::new(
+                            spec,
+                            &self.ctx.token,
+                            self.ctx.subnet,
+                            &self.ctx.images,
+                            self.ctx.privileged,
+                        )
+                        .to_json(),
+                    )),
+                ));
                 match &spec.datastore {
+                    // Servers added later join through the load balancer,
+                    // as k3s's --server expects.
+                    Datastore::Embedded if spec.servers > 1 && self.adding => {
+                        env.push(format!("K3S_URL={}", self.join_url));
+                    }
                     Datastore::Embedded if spec.servers > 1 => {
                         if index == 0 {
                             cmd.push("--cluster-init".to_owned());
@@ -789,7 +940,10 @@ impl<'a> Planner<'a> {
                     Datastore::Embedded => {}
                     Datastore::Etcd(_) => {
                         let etcd = self.etcd.as_ref().expect("an etcd plan");
-                        files.extend(etcd.datastore.k3s_files(DATASTORE_DIR));
+                        match &self.ctx.datastore_files {
+                            Some(read_back) => files.extend(read_back.iter().cloned()),
+                            None => files.extend(etcd.datastore.k3s_files(DATASTORE_DIR)),
+                        }
                         env.extend(
                             etcd.datastore
                                 .k3s_env(DATASTORE_DIR)
@@ -799,6 +953,9 @@ impl<'a> Planner<'a> {
                     }
                     Datastore::External(ext) => {
                         env.push(format!("K3S_DATASTORE_ENDPOINT={}", ext.endpoint.expose()));
+                        if let Some(read_back) = &self.ctx.datastore_files {
+                            files.extend(read_back.iter().cloned());
+                        }
                         let tls = &self.ctx.external_tls;
                         if let Some(ca) = &tls.ca {
                             let path = format!("{DATASTORE_DIR}/ca.crt");
@@ -821,14 +978,7 @@ impl<'a> Planner<'a> {
                     }
                 }
             }
-            Role::Agent => {
-                let url = if spec.loadbalancer.enabled {
-                    lb
-                } else {
-                    server0
-                };
-                env.push(format!("K3S_URL={url}"));
-            }
+            Role::Agent => env.push(format!("K3S_URL={}", self.join_url)),
             Role::Etcd | Role::LoadBalancer => unreachable!("not a k3s node"),
         }
         for arg in &spec.k3s_args {
@@ -842,6 +992,12 @@ impl<'a> Planner<'a> {
         }
         let paths = self.declared_volumes(&image, K3S_VOLUMES);
         let mut mounts = self.node_volumes(&name, role, &paths);
+        mounts.push(Mount {
+            target: Some(IMAGES_DIR.to_owned()),
+            source: Some(images_volume_name(self.name)),
+            typ: Some(MountType::VOLUME),
+            ..Default::default()
+        });
         let (user_mounts, user_env, mut ports) = self.user_extras(role, index);
         mounts.extend(user_mounts);
         env.extend(user_env);

@@ -138,7 +138,8 @@ fn secrets_stay_out_of_args_and_labels() {
             assert!(env_of(node).contains(&"K3S_TOKEN=s3cret-token-value".to_owned()));
         }
         for f in &node.files {
-            let secret = f.path.ends_with(".key");
+            // Keys, and the cluster record (it holds the token).
+            let secret = f.path.ends_with(".key") || f.path == RECORD_PATH;
             assert_eq!(f.contents.is_secret(), secret, "{}", f.path);
             assert_eq!(f.mode, if secret { 0o600 } else { 0o644 }, "{}", f.path);
         }
@@ -297,5 +298,55 @@ fn haproxy_accepts_the_generated_config() {
     assert!(
         text.contains("server topgun-topgun-agent-1 172.28.0.131:443 check"),
         "{text}"
+    );
+}
+
+#[test]
+fn every_published_port_is_pinned_from_the_context() {
+    let spec = ClusterSpec::builder("pins")
+        .servers(3)
+        .agents(1)
+        .datastore(Datastore::etcd(3))
+        .port("8080:80@loadbalancer")
+        .port("0.0.0.0::9000@agent:0")
+        .build()
+        .unwrap();
+    let mut c = ctx(&spec);
+    let open = plan(&spec, &c).unwrap().open_ports();
+    // The API and stats ports of the load balancer, one client port per etcd
+    // member, and the agent's port without a host port.
+    assert_eq!(open.len(), 2 + 3 + 1, "{open:?}");
+    assert!(open.contains(&"0.0.0.0".parse().unwrap()));
+    c.host_ports = (40001..).take(open.len()).collect();
+    let pinned = plan(&spec, &c).unwrap();
+    assert!(pinned.open_ports().is_empty());
+    let lb = pinned.node("topgun-pins-lb").unwrap();
+    assert_eq!(pinned.api.port, published_port(&lb.body, API_PORT));
+    assert!(pinned.api.port.is_some_and(|p| p > 40000));
+    let agent = pinned.node("topgun-pins-agent-0").unwrap();
+    let bound = agent
+        .body
+        .host_config
+        .as_ref()
+        .unwrap()
+        .port_bindings
+        .as_ref()
+        .unwrap();
+    let b = &bound["9000/tcp"].as_ref().unwrap()[0];
+    assert_eq!(b.host_ip.as_deref(), Some("0.0.0.0"));
+    assert!(b.host_port.as_deref().unwrap().parse::<u16>().unwrap() > 40000);
+    // The user's fixed port stays as given.
+    assert_eq!(published_port(&lb.body, 8080), None);
+    let lb_ports = lb
+        .body
+        .host_config
+        .as_ref()
+        .unwrap()
+        .port_bindings
+        .as_ref()
+        .unwrap();
+    assert_eq!(
+        lb_ports["80/tcp"].as_ref().unwrap()[0].host_port.as_deref(),
+        Some("8080")
     );
 }

@@ -461,9 +461,17 @@ impl Run<'_> {
     /// another network took it meanwhile, picks another and plans again.
     async fn create_network(&mut self) -> Result<ClusterPlan> {
         for _ in 0..8 {
-            let plan = plan::plan(self.spec, &self.ctx)?;
+            let mut plan = plan::plan(self.spec, &self.ctx)?;
+            let open = plan.open_ports();
+            if !open.is_empty() && self.ctx.host_ports.is_empty() {
+                self.ctx.host_ports = prepare::free_ports(self.docker, &open).await?;
+                plan = plan::plan(self.spec, &self.ctx)?;
+            }
             match self.docker.create_network(plan.network.body.clone()).await {
-                Ok(_) => return Ok(plan),
+                Ok(_) => {
+                    create_volumes(self.docker, &plan.shared_volumes).await?;
+                    return Ok(plan);
+                }
                 Err(e) if self.auto_subnet && e.to_string().contains("overlaps") => {
                     tracing::debug!(subnet = %self.ctx.subnet, "subnet taken meanwhile; picking another");
                     self.used.push(self.ctx.subnet);
@@ -829,13 +837,7 @@ pub(crate) fn host_port(
 /// Creates a node's volumes, then its container, then uploads its files:
 /// what a create does for every node, and what the benchmark floor does too.
 pub(crate) async fn create_node(docker: &Docker, cluster: &str, node: &NodePlan) -> Result<()> {
-    try_join_all(node.volumes.iter().map(|v| async move {
-        docker
-            .create_volume(v.body.clone())
-            .await
-            .map_err(|e| Error::docker(format!("create volume {}", v.name), e))
-    }))
-    .await?;
+    create_volumes(docker, &node.volumes).await?;
     let image = node.body.image.clone().unwrap_or_default();
     docker
         .create_container(
@@ -860,6 +862,31 @@ pub(crate) async fn create_node(docker: &Docker, cluster: &str, node: &NodePlan)
             e => Error::docker(format!("create container {}", node.name), e),
         })?;
     archive::upload(docker, &node.name, &node.files, &node.dirs).await
+}
+
+/// Creates labelled volumes. A name that exists already is refused: Docker
+/// would return the existing volume, and topgun never adopts a volume it did
+/// not make in this run.
+pub(crate) async fn create_volumes(docker: &Docker, volumes: &[plan::VolumePlan]) -> Result<()> {
+    try_join_all(volumes.iter().map(|v| async move {
+        if docker.inspect_volume(&v.name).await.is_ok() {
+            return Err(Error::invalid(
+                format!("volume {}", v.name),
+                "exists already, and topgun does not adopt volumes it did not make",
+                format!(
+                    "remove it (`docker volume rm {}`) or pick another cluster name",
+                    v.name
+                ),
+            ));
+        }
+        docker
+            .create_volume(v.body.clone())
+            .await
+            .map(drop)
+            .map_err(|e| Error::docker(format!("create volume {}", v.name), e))
+    }))
+    .await?;
+    Ok(())
 }
 
 /// Maps a start failure: a taken host port names the port; a refused

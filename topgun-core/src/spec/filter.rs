@@ -390,6 +390,12 @@ const RESERVED_FLAGS: &[(&str, &str)] = &[
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct K3sArg(pub String);
 
+impl fmt::Display for K3sArg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 impl FilteredValue for K3sArg {
     const WHAT: &'static str = "k3s argument";
     const DEFAULT_FILTER_HINT: &'static str = "server:*";
@@ -490,6 +496,14 @@ impl fmt::Debug for EnvVar {
     }
 }
 
+/// `KEY=VALUE`, the form [`FilteredValue::parse_value`] reads. The value may
+/// be a secret: this is for the cluster record, never for messages.
+impl fmt::Display for EnvVar {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}={}", self.key, self.value)
+    }
+}
+
 impl FilteredValue for EnvVar {
     const WHAT: &'static str = "environment variable";
     const DEFAULT_FILTER_HINT: &'static str = "all";
@@ -540,6 +554,17 @@ pub struct VolumeMount {
     pub target: String,
     /// Mounted read-only.
     pub read_only: bool,
+}
+
+/// `HOST:CONTAINER[:ro]`, the form [`FilteredValue::parse_value`] reads.
+impl fmt::Display for VolumeMount {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.source.display(), self.target)?;
+        if self.read_only {
+            f.write_str(":ro")?;
+        }
+        Ok(())
+    }
 }
 
 impl FilteredValue for VolumeMount {
@@ -650,6 +675,21 @@ pub fn parse_port(what: &str, s: &str) -> Result<u16> {
             "is out of range",
             "give a number from 1 to 65535",
         )),
+    }
+}
+
+/// `IP:[HOST:]CONTAINER/PROTO` (IPv6 in brackets), the form
+/// [`FilteredValue::parse_value`] reads.
+impl fmt::Display for PortMapping {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.host_ip {
+            IpAddr::V6(ip) => write!(f, "[{ip}]:")?,
+            IpAddr::V4(ip) => write!(f, "{ip}:")?,
+        }
+        if let Some(port) = self.host_port {
+            write!(f, "{port}")?;
+        }
+        write!(f, ":{}/{}", self.container_port, self.protocol.as_str())
     }
 }
 

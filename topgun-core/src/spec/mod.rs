@@ -6,6 +6,7 @@
 pub mod datastore;
 pub mod filter;
 pub mod name;
+pub mod record;
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
@@ -23,6 +24,7 @@ pub use filter::{
     VolumeMount,
 };
 pub use name::{ClusterName, MAX_NAME_LEN, Token};
+pub use record::{ClusterRecord, RECORD_PATH};
 
 use crate::{Error, Result};
 
