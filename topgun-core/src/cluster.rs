@@ -6,6 +6,7 @@ use bollard::Docker;
 
 use crate::kubeconfig::KubeconfigYaml;
 use crate::lifecycle::{self, ClusterStatus, DeleteOptions, DeleteTarget, Deleted};
+use crate::runtime::start::{self, Changed, LifecycleOptions, NodeChange};
 use crate::runtime::{self, CreateOptions, Created};
 use crate::spec::ClusterSpec;
 use crate::{Error, Result};
@@ -95,6 +96,71 @@ impl Cluster {
             Some(c) => Ok(c.kubeconfig.clone()),
             None => lifecycle::kubeconfig(&self.docker, &self.name).await,
         }
+    }
+
+    /// The cluster's nodes: role, Docker state, address and image.
+    pub async fn nodes(&self) -> Result<Vec<lifecycle::NodeStatus>> {
+        lifecycle::nodes(&self.docker, &self.name).await
+    }
+
+    /// Stops every node, agents first and etcd last. Stopping a stopped
+    /// cluster succeeds.
+    ///
+    /// ```no_run
+    /// # async fn demo(docker: topgun_core::bollard::Docker) -> topgun_core::Result<()> {
+    /// use topgun_core::{Cluster, LifecycleOptions};
+    ///
+    /// let cluster = Cluster::open(docker, "demo").await?;
+    /// cluster.stop(&LifecycleOptions::new()).await?;
+    /// let started = cluster.start(&LifecycleOptions::new()).await?;
+    /// println!("API at {}", started.server.unwrap_or_default());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn stop(&self, options: &LifecycleOptions) -> Result<Changed> {
+        start::stop(&self.docker, &self.name, options).await
+    }
+
+    /// Starts every node that does not run, in the plan's order and with
+    /// its readiness gates (etcd healthy, servers, load balancer, agents),
+    /// then waits for `/readyz` through the published API port. Starting a
+    /// running cluster succeeds.
+    pub async fn start(&self, options: &LifecycleOptions) -> Result<Changed> {
+        start::start(&self.docker, &self.name, options).await
+    }
+
+    /// Stops the named nodes of this cluster (container names).
+    pub async fn stop_nodes(
+        &self,
+        nodes: &[String],
+        options: &LifecycleOptions,
+    ) -> Result<Vec<NodeChange>> {
+        self.check_own(nodes).await?;
+        start::stop_nodes(&self.docker, nodes, options).await
+    }
+
+    /// Starts the named nodes of this cluster, each until it is ready.
+    pub async fn start_nodes(
+        &self,
+        nodes: &[String],
+        options: &LifecycleOptions,
+    ) -> Result<Vec<NodeChange>> {
+        self.check_own(nodes).await?;
+        start::start_nodes(&self.docker, nodes, options).await
+    }
+
+    /// Refuses node names that are not nodes of this cluster.
+    async fn check_own(&self, nodes: &[String]) -> Result<()> {
+        for (cluster, node) in lifecycle::find_nodes(&self.docker, nodes).await? {
+            if cluster != self.name {
+                return Err(Error::invalid(
+                    format!("node {:?}", node.name),
+                    format!("belongs to cluster {cluster:?}, not {:?}", self.name),
+                    format!("open cluster {cluster:?} instead"),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Deletes the cluster and its kubeconfig entries (see

@@ -62,5 +62,6 @@ pub use error::{Error, Result};
 pub use images::ImageSet;
 pub use lifecycle::{ClusterStatus, ClusterSummary, DeleteOptions, DeleteTarget, Deleted};
 pub use progress::{Event, Progress};
+pub use runtime::start::{Changed, LifecycleOptions, NodeChange};
 pub use runtime::{CreateOptions, Created};
 pub use spec::{ClusterSpec, ClusterSpecBuilder, Datastore};

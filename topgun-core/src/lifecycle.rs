@@ -204,6 +204,8 @@ pub struct NodeStatus {
     pub ip: Option<String>,
     /// How often Docker restarted it.
     pub restarts: i64,
+    /// The image it runs.
+    pub image: String,
 }
 
 /// The etcd part of a status.
@@ -296,6 +298,7 @@ fn node_status(
             .unwrap_or_else(|| "unknown".to_owned()),
         ip,
         restarts: info.and_then(|i| i.restart_count).unwrap_or_default(),
+        image: c.image.clone().unwrap_or_default(),
     })
 }
 
@@ -338,6 +341,72 @@ impl ClusterView {
     fn info(&self, container: &str) -> Option<&ContainerInspectResponse> {
         self.infos.get(container)
     }
+}
+
+/// The nodes of cluster `name` (role, state, IP, image), etcd first, then
+/// servers, the load balancer and agents, each by index;
+/// [`Error::ClusterNotFound`] when it has none.
+pub async fn nodes(docker: &Docker, name: &str) -> Result<Vec<NodeStatus>> {
+    Ok(ClusterView::load(docker, name).await?.nodes)
+}
+
+/// Finds nodes by container name, with the cluster each belongs to. A name
+/// that is no topgun node is an error; when it is a bare node name
+/// (`server-0`), the error lists the clusters that have such a node.
+pub async fn find_nodes(docker: &Docker, names: &[String]) -> Result<Vec<(String, NodeStatus)>> {
+    let containers = dockerx::containers(docker, dockerx::has_label(labels::CLUSTER)).await?;
+    let mut found = Vec::new();
+    for name in names {
+        let hit = containers
+            .iter()
+            .find(|c| dockerx::summary_name(c) == *name && role_of(&c.labels).is_some());
+        let Some(c) = hit else {
+            let suffix = format!("-{name}");
+            let mut clusters: Vec<String> = containers
+                .iter()
+                .filter(|c| dockerx::summary_name(c).ends_with(&suffix))
+                .filter_map(|c| label(&c.labels, labels::CLUSTER).map(str::to_owned))
+                .collect();
+            clusters.sort();
+            clusters.dedup();
+            let fix = if clusters.is_empty() {
+                "node names are container names such as topgun-<cluster>-agent-0; `topgun node list                  CLUSTER` shows them"
+                    .to_owned()
+            } else {
+                format!(
+                    "node names are container names: did you mean {}?",
+                    clusters
+                        .iter()
+                        .map(|c| format!("topgun-{c}-{name}"))
+                        .collect::<Vec<_>>()
+                        .join(" or ")
+                )
+            };
+            return Err(Error::invalid(
+                format!("node {name:?}"),
+                "is not a topgun node",
+                fix,
+            ));
+        };
+        let cluster = label(&c.labels, labels::CLUSTER)
+            .unwrap_or_default()
+            .to_owned();
+        let info = dockerx::inspect(docker, name).await.ok();
+        if let Some(node) = node_status(c, info.as_ref()) {
+            found.push((cluster, node));
+        }
+    }
+    Ok(found)
+}
+
+/// The host port `container` publishes `port/tcp` on, while it runs.
+pub(crate) async fn published_port(docker: &Docker, container: &str, port: u16) -> Result<u16> {
+    let info = dockerx::inspect(docker, container).await?;
+    host_port(&info, port).ok_or_else(|| Error::NodeFailed {
+        node: container.to_owned(),
+        reason: format!("it has no published host port for {port}/tcp (is it running?)"),
+        last_logs: Vec::new(),
+    })
 }
 
 /// The status of cluster `name`: nodes (role, state, IP, restarts), the

@@ -42,6 +42,11 @@ pub enum Event {
         /// The message.
         message: String,
     },
+    /// A node was stopped.
+    NodeStopped {
+        /// The container name.
+        node: String,
+    },
     /// A create failed (or was cancelled) and everything it made is being
     /// removed.
     RollingBack {
@@ -65,6 +70,7 @@ impl fmt::Display for Event {
             Event::PhaseDone { phase, elapsed } => {
                 write!(f, "{} ({:.1}s)", phase.describe(), elapsed.as_secs_f64())
             }
+            Event::NodeStopped { node } => write!(f, "{node} stopped"),
             Event::Warning { message } => write!(f, "warning: {message}"),
             Event::RollingBack { reason } => write!(f, "rolling back: {reason}"),
             Event::Removed { count } => write!(f, "removed {count} resources"),

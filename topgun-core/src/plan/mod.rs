@@ -377,6 +377,37 @@ pub fn published_port(body: &ContainerCreateBody, port: u16) -> Option<u16> {
         .find_map(|b| b.host_port.as_deref()?.parse().ok())
 }
 
+/// The phases that start an existing cluster's nodes (`topgun start`),
+/// from `(container, role, index)`: etcd until healthy, then every server
+/// at once (a restarted server rejoins the others; with k3s's embedded etcd
+/// none can be ready alone), then the load balancer, then the agents.
+pub fn start_phases(nodes: &[(String, Role, u32)]) -> Vec<Phase> {
+    let of = |role: Role| -> Vec<String> {
+        let mut picked: Vec<&(String, Role, u32)> = nodes.iter().filter(|n| n.1 == role).collect();
+        picked.sort_by_key(|n| n.2);
+        picked.into_iter().map(|n| n.0.clone()).collect()
+    };
+    let mut phases: Vec<Phase> = Vec::new();
+    for (kind, role) in [
+        (PhaseKind::Etcd, Role::Etcd),
+        (PhaseKind::Servers, Role::Server),
+        (PhaseKind::LoadBalancer, Role::LoadBalancer),
+        (PhaseKind::Agents, Role::Agent),
+    ] {
+        let names = of(role);
+        if names.is_empty() {
+            continue;
+        }
+        phases.push(Phase {
+            kind,
+            nodes: names,
+            after_started: Vec::new(),
+            after_ready: phases.last().map(|p| vec![p.kind]).unwrap_or_default(),
+        });
+    }
+    phases
+}
+
 /// The name of a cluster's images volume.
 pub fn images_volume_name(cluster: &str) -> String {
     format!("topgun-{cluster}-images")

@@ -87,6 +87,35 @@ fn chunk_bytes(out: &LogOutput) -> &[u8] {
     }
 }
 
+/// When `container` last started, as Docker reports it (RFC 3339).
+pub(crate) async fn started_at(docker: &Docker, container: &str) -> Result<String> {
+    let info = crate::docker::inspect(docker, container).await?;
+    Ok(info.state.and_then(|s| s.started_at).unwrap_or_default())
+}
+
+/// Parses an RFC 3339 time with up to nanoseconds, as Docker writes it, into
+/// nanoseconds since the epoch (`None` if it is not one).
+fn unix_nanos(ts: &str) -> Option<i128> {
+    time::OffsetDateTime::parse(ts, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .map(|t| t.unix_timestamp_nanos())
+}
+
+/// Like [`wait_for_line`], but only lines logged at or after `since` (the
+/// container's last start, see [`started_at`]) count: a restarted container
+/// still holds the lines of its earlier runs.
+pub(crate) async fn wait_for_line_since(
+    docker: &Docker,
+    container: &str,
+    ready: Option<&str>,
+    since: String,
+    deadline: Instant,
+    timeout: Duration,
+) -> Result<()> {
+    let from = unix_nanos(&since);
+    follow(docker, container, ready, from, deadline, timeout).await
+}
+
 /// Follows the logs of `container` (already started) until a line contains
 /// `ready`. Fails on a fatal line, when the container exits (the stream
 /// ends), or at `deadline`, naming the node and showing its last lines. With
@@ -98,6 +127,20 @@ pub(crate) async fn wait_for_line(
     deadline: Instant,
     timeout: Duration,
 ) -> Result<()> {
+    follow(docker, container, ready, None, deadline, timeout).await
+}
+
+/// The log follower behind [`wait_for_line`] and [`wait_for_line_since`]:
+/// with `from` (nanoseconds since the epoch) the lines are asked for with
+/// Docker's timestamps, and earlier ones are skipped.
+async fn follow(
+    docker: &Docker,
+    container: &str,
+    ready: Option<&str>,
+    from: Option<i128>,
+    deadline: Instant,
+    timeout: Duration,
+) -> Result<()> {
     let mut stream = docker.logs(
         container,
         Some(LogsOptions {
@@ -105,6 +148,8 @@ pub(crate) async fn wait_for_line(
             stdout: true,
             stderr: true,
             tail: "all".to_owned(),
+            timestamps: from.is_some(),
+            since: from.map_or(0, |n| (n / 1_000_000_000) as i32 - 1).max(0),
             ..Default::default()
         }),
     );
@@ -127,6 +172,16 @@ pub(crate) async fn wait_for_line(
         match next {
             Some(Ok(out)) => {
                 for line in tail.push(chunk_bytes(&out)) {
+                    let line = match from {
+                        None => line,
+                        Some(from) => match line.split_once(' ') {
+                            Some((ts, _)) if unix_nanos(ts).is_some_and(|t| t < from) => {
+                                continue;
+                            }
+                            Some((ts, rest)) if unix_nanos(ts).is_some() => rest.to_owned(),
+                            _ => line,
+                        },
+                    };
                     if let Some(ready) = ready
                         && line.contains(ready)
                     {

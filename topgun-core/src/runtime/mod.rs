@@ -17,6 +17,7 @@
 
 pub(crate) mod logs;
 pub(crate) mod prepare;
+pub mod start;
 
 use std::future::Future;
 use std::net::IpAddr;
@@ -767,7 +768,7 @@ impl<'a, 'p> Schedule<'a, 'p> {
 
 /// How many API backends [`wait_api_backends`] waits for.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Backends {
+pub(crate) enum Backends {
     /// One: the load balancer routes the API.
     Any,
     /// Every server.
@@ -777,7 +778,7 @@ enum Backends {
 /// Polls haproxy's stats page until `wanted` API backends are UP by a passed
 /// check; `Err` at `deadline` with those that are not (server, status, last
 /// check), or with why the stats page did not answer.
-async fn wait_api_backends(
+pub(crate) async fn wait_api_backends(
     port: u16,
     deadline: Instant,
     wanted: Backends,
