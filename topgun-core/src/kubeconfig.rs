@@ -315,6 +315,46 @@ pub fn remove(path: &Path, cluster: &str) -> Result<bool> {
     Ok(removed)
 }
 
+/// The server URL and CA data (base64, as written) of the cluster entry
+/// `topgun-<cluster>` in the file at `path`; `None` when the file or the
+/// entry is missing.
+pub fn merged_entry(path: &Path, cluster: &str) -> Result<Option<(String, String)>> {
+    let doc = read_existing(path)?;
+    let name = entry_name(cluster);
+    let Some(entry) = doc
+        .get("clusters")
+        .and_then(Value::as_sequence)
+        .and_then(|l| l.iter().find(|c| name_of(c) == Some(name.as_str())))
+        .and_then(|c| c.get("cluster"))
+    else {
+        return Ok(None);
+    };
+    let field = |key: &str| {
+        entry
+            .get(key)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .trim()
+            .to_owned()
+    };
+    Ok(Some((field("server"), field("certificate-authority-data"))))
+}
+
+/// The CA data (base64) of a kubeconfig's first cluster.
+pub fn ca_data_of(yaml: &KubeconfigYaml) -> Result<String> {
+    let doc = parse(yaml.expose(), "the kubeconfig")?;
+    Ok(doc
+        .get("clusters")
+        .and_then(Value::as_sequence)
+        .and_then(|l| l.first())
+        .and_then(|c| c.get("cluster"))
+        .and_then(|c| c.get("certificate-authority-data"))
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .trim()
+        .to_owned())
+}
+
 /// The names of clusters whose entries topgun merged into `path`.
 pub fn merged_clusters(path: &Path) -> Result<Vec<String>> {
     let doc = read_existing(path)?;

@@ -35,6 +35,9 @@ pub struct Count {
 pub struct ClusterSummary {
     /// The cluster name.
     pub name: String,
+    /// `running`, `stopped` (no node runs), `partly running`, or
+    /// `leftovers` (a network or volumes, no node).
+    pub state: &'static str,
     /// k3s servers.
     pub servers: Count,
     /// k3s agents.
@@ -117,6 +120,7 @@ pub async fn list(docker: &Docker) -> Result<Vec<ClusterSummary>> {
         map.entry(name.to_owned())
             .or_insert_with(|| ClusterSummary {
                 name: name.to_owned(),
+                state: "leftovers",
                 servers: Count::default(),
                 agents: Count::default(),
                 etcd: Count::default(),
@@ -173,6 +177,18 @@ pub async fn list(docker: &Docker) -> Result<Vec<ClusterSummary>> {
             }
         }
         s.server = api_container(containers).and_then(summary_api_url);
+        let total = s.servers.total + s.agents.total + s.etcd.total;
+        let running = s.servers.running + s.agents.running + s.etcd.running;
+        let lb_runs = s.loadbalancer.unwrap_or(false);
+        s.state = if total == 0 && s.loadbalancer.is_none() {
+            "leftovers"
+        } else if running == total && s.loadbalancer.is_none_or(|r| r) {
+            "running"
+        } else if running == 0 && !lb_runs {
+            "stopped"
+        } else {
+            "partly running"
+        };
     }
     Ok(by_name.into_values().collect())
 }
@@ -243,12 +259,44 @@ pub struct ApiStatus {
     pub coverage_detail: Option<String>,
 }
 
+/// How the merged kubeconfig entry compares with the live cluster.
+#[derive(Debug, Clone, Serialize)]
+pub struct KubeconfigStatus {
+    /// The file that was read.
+    pub path: PathBuf,
+    /// Whether it has the entry `topgun-<name>`.
+    pub merged: bool,
+    /// The entry's server URL.
+    pub server: Option<String>,
+    /// The live server URL (from the published API port).
+    pub live_server: Option<String>,
+    /// Whether the entry's CA is the cluster's.
+    pub ca_matches: Option<bool>,
+    /// What differs and how to fix it (`None`: no drift).
+    pub drift: Option<String>,
+}
+
+/// Whether a cluster runs: `running`, `stopped` (no node runs) or
+/// `partly running`.
+fn cluster_state(nodes: &[NodeStatus]) -> &'static str {
+    let running = nodes.iter().filter(|n| n.state == "running").count();
+    if running == nodes.len() {
+        "running"
+    } else if running == 0 && !nodes.iter().any(|n| n.state == "restarting") {
+        "stopped"
+    } else {
+        "partly running"
+    }
+}
+
 /// A cluster's health, from Docker, haproxy, etcd and the API.
 #[derive(Debug, Clone, Serialize)]
 #[non_exhaustive]
 pub struct ClusterStatus {
     /// The cluster name.
     pub name: String,
+    /// `running`, `stopped` (no node runs) or `partly running`.
+    pub state: &'static str,
     /// `embedded`, `etcd` or `external`.
     pub datastore: Option<String>,
     /// Every node.
@@ -262,8 +310,12 @@ pub struct ClusterStatus {
     pub etcd: Option<EtcdStatus>,
     /// The API.
     pub api: ApiStatus,
+    /// The merged kubeconfig entry against the live cluster (`None` when
+    /// no kubeconfig path is known).
+    pub kubeconfig: Option<KubeconfigStatus>,
     /// Whether everything is well: nodes running, backends up, etcd healthy,
-    /// API ready and covered.
+    /// API ready and covered, and a merged kubeconfig entry (if any) that
+    /// matches the live cluster.
     pub healthy: bool,
 }
 
@@ -414,6 +466,16 @@ pub(crate) async fn published_port(docker: &Docker, container: &str, port: u16) 
 /// certificate, read back from an etcd member), API readiness, and whether
 /// the API certificate covers the kubeconfig's host.
 pub async fn status(docker: &Docker, name: &str) -> Result<ClusterStatus> {
+    status_with(docker, name, kubeconfig::default_path().ok().as_deref()).await
+}
+
+/// [`status`], comparing the entry merged into `kubeconfig_path` (if any)
+/// with the live cluster.
+pub async fn status_with(
+    docker: &Docker,
+    name: &str,
+    kubeconfig_path: Option<&std::path::Path>,
+) -> Result<ClusterStatus> {
     let view = ClusterView::load(docker, name).await?;
     let nodes = view.nodes.clone();
     let datastore = view
@@ -421,6 +483,30 @@ pub async fn status(docker: &Docker, name: &str) -> Result<ClusterStatus> {
         .iter()
         .find_map(|c| label(&c.labels, labels::DATASTORE))
         .map(str::to_owned);
+    let state = cluster_state(&nodes);
+    if state == "stopped" {
+        // Nothing answers: a stopped cluster is stopped, not broken.
+        return Ok(ClusterStatus {
+            name: name.to_owned(),
+            state,
+            datastore,
+            nodes,
+            loadbalancer: None,
+            loadbalancer_error: None,
+            etcd: None,
+            api: ApiStatus {
+                server: None,
+                host: None,
+                port: None,
+                ready: false,
+                detail: format!("the cluster is stopped; `topgun start {name}` starts it"),
+                host_covered: None,
+                coverage_detail: None,
+            },
+            kubeconfig: None,
+            healthy: false,
+        });
+    }
 
     let lb = nodes.iter().find(|n| n.role == Role::LoadBalancer);
     let (loadbalancer, loadbalancer_error) = match lb {
@@ -454,9 +540,11 @@ pub async fn status(docker: &Docker, name: &str) -> Result<ClusterStatus> {
         Some(etcd_status(docker, &etcd_nodes, &view).await)
     };
 
-    let api = api_status(docker, &view).await;
+    let (api, live) = api_status(docker, &view).await;
+    let kubeconfig = kubeconfig_path.map(|path| kubeconfig_status(path, name, &api, live.as_ref()));
 
     let healthy = nodes.iter().all(|n| n.state == "running")
+        && kubeconfig.as_ref().is_none_or(|k| k.drift.is_none())
         && loadbalancer_error.is_none()
         && loadbalancer
             .as_ref()
@@ -468,14 +556,66 @@ pub async fn status(docker: &Docker, name: &str) -> Result<ClusterStatus> {
         && api.host_covered == Some(true);
     Ok(ClusterStatus {
         name: name.to_owned(),
+        state,
         datastore,
         nodes,
         loadbalancer,
         loadbalancer_error,
         etcd,
         api,
+        kubeconfig,
         healthy,
     })
+}
+
+/// Compares the entry merged into `path` with the live server URL and CA.
+fn kubeconfig_status(
+    path: &std::path::Path,
+    name: &str,
+    api: &ApiStatus,
+    live: Option<&KubeconfigYaml>,
+) -> KubeconfigStatus {
+    let mut status = KubeconfigStatus {
+        path: path.to_owned(),
+        merged: false,
+        server: None,
+        live_server: api.server.clone(),
+        ca_matches: None,
+        drift: None,
+    };
+    let entry = match kubeconfig::merged_entry(path, name) {
+        Ok(Some(entry)) => entry,
+        Ok(None) => return status,
+        Err(e) => {
+            status.drift = Some(format!("cannot read it: {e}"));
+            return status;
+        }
+    };
+    status.merged = true;
+    let (server, ca) = entry;
+    let live_ca = live.and_then(|k| kubeconfig::ca_data_of(k).ok());
+    status.ca_matches = live_ca.as_ref().map(|live| *live == ca);
+    let mut problems = Vec::new();
+    if let Some(live_server) = &api.server
+        && *live_server != server
+    {
+        problems.push(format!(
+            "its server is {server}, but the cluster's API is at {live_server}"
+        ));
+    }
+    if status.ca_matches == Some(false) {
+        problems.push("its CA is not the cluster's (the cluster was recreated?)".to_owned());
+    }
+    status.server = Some(server);
+    if !problems.is_empty() {
+        status.drift = Some(format!(
+            "the kubeconfig entry {} in {} does not match the cluster: {}; fix it with `topgun kubeconfig merge {name}`",
+            kubeconfig::entry_name(name),
+            path.display(),
+            problems.join("; ")
+        ));
+    }
+    status
 }
 
 fn role_rank(r: Role) -> u8 {
@@ -626,7 +766,8 @@ async fn etcd_status(docker: &Docker, members: &[&NodeStatus], view: &ClusterVie
     }
 }
 
-async fn api_status(docker: &Docker, view: &ClusterView) -> ApiStatus {
+/// The API's status, and the live kubeconfig when it could be read.
+async fn api_status(docker: &Docker, view: &ClusterView) -> (ApiStatus, Option<KubeconfigYaml>) {
     let server = api_container(&view.containers).and_then(summary_api_url);
     let addr = server
         .as_deref()
@@ -644,7 +785,7 @@ async fn api_status(docker: &Docker, view: &ClusterView) -> ApiStatus {
         Ok(k) => k,
         Err(e) => {
             status.detail = e.to_string();
-            return status;
+            return (status, None);
         }
     };
     let (host, port) = match status
@@ -655,7 +796,7 @@ async fn api_status(docker: &Docker, view: &ClusterView) -> ApiStatus {
         Some(addr) => (addr.ip(), addr.port()),
         None => {
             status.detail = "the API is not published (its container is not running)".to_owned();
-            return status;
+            return (status, Some(kubeconfig));
         }
     };
     let (ready, coverage) = tokio::join!(
@@ -691,7 +832,7 @@ async fn api_status(docker: &Docker, view: &ClusterView) -> ApiStatus {
         }
         Err(e) => status.coverage_detail = Some(e.to_string()),
     }
-    status
+    (status, Some(kubeconfig))
 }
 
 async fn read_kubeconfig(docker: &Docker, view: &ClusterView) -> Result<KubeconfigYaml> {

@@ -118,6 +118,37 @@ pub struct DeleteArgs {
     pub all: bool,
 }
 
+/// Arguments of `topgun stop` and `topgun start`.
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("which").required(true).args(["names", "all"]))]
+pub struct StopStartArgs {
+    /// Clusters to stop or start.
+    pub names: Vec<String>,
+    /// Every topgun cluster on this engine.
+    #[arg(long)]
+    pub all: bool,
+    /// How long each phase of a start may take (e.g. 90s, 3m).
+    #[arg(long, value_parser = crate::cli::parse_duration, value_name = "DURATION")]
+    pub timeout: Option<std::time::Duration>,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t)]
+    pub output: OutputFormat,
+}
+
+/// Arguments of `topgun restart`.
+#[derive(Debug, Args)]
+pub struct RestartArgs {
+    /// Clusters to restart.
+    #[arg(required = true)]
+    pub names: Vec<String>,
+    /// How long each phase of the start may take (e.g. 90s, 3m).
+    #[arg(long, value_parser = crate::cli::parse_duration, value_name = "DURATION")]
+    pub timeout: Option<std::time::Duration>,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t)]
+    pub output: OutputFormat,
+}
+
 /// Arguments of `topgun list`.
 #[derive(Debug, Args)]
 pub struct ListArgs {

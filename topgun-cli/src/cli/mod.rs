@@ -38,6 +38,13 @@ pub enum Command {
     Create(Box<cluster::CreateArgs>),
     /// Delete clusters (containers, volumes, network, kubeconfig entries).
     Delete(cluster::DeleteArgs),
+    /// Stop clusters: agents, load balancer, servers, then etcd.
+    Stop(cluster::StopStartArgs),
+    /// Start stopped clusters: etcd until healthy, servers, load balancer,
+    /// agents, then the API.
+    Start(cluster::StopStartArgs),
+    /// Stop, then start clusters.
+    Restart(cluster::RestartArgs),
     /// List the clusters on this Docker engine.
     List(cluster::ListArgs),
     /// Show a cluster's nodes, load balancer, etcd verdict and API.

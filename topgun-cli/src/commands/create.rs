@@ -160,13 +160,16 @@ pub(crate) async fn interrupted() {
 }
 
 /// Progress lines on stderr, when it is a terminal and not `--quiet`.
-fn progress(global: &GlobalArgs) -> Option<topgun_core::Progress> {
+pub(crate) fn progress(global: &GlobalArgs) -> Option<topgun_core::Progress> {
     if global.quiet || !std::io::stderr().is_terminal() {
         return None;
     }
     let verbose = global.verbose > 0;
     Some(Arc::new(move |event: &Event| match event {
-        Event::PhaseDone { .. } | Event::RollingBack { .. } | Event::Removed { .. } => {
+        Event::PhaseDone { .. }
+        | Event::RollingBack { .. }
+        | Event::Removed { .. }
+        | Event::NodeStopped { .. } => {
             output::progress(&event.to_string());
         }
         Event::NodeReady { .. } if verbose => output::progress(&format!("  {event}")),

@@ -28,6 +28,7 @@ fn render(clusters: &[topgun_core::ClusterSummary]) -> String {
     let count = |c: &topgun_core::lifecycle::Count| format!("{}/{}", c.running, c.total);
     let mut rows = vec![[
         "NAME".to_owned(),
+        "STATE".to_owned(),
         "SERVERS".to_owned(),
         "AGENTS".to_owned(),
         "ETCD".to_owned(),
@@ -38,6 +39,7 @@ fn render(clusters: &[topgun_core::ClusterSummary]) -> String {
     for c in clusters {
         rows.push([
             c.name.clone(),
+            c.state.to_owned(),
             count(&c.servers),
             count(&c.agents),
             if c.etcd.total > 0 {

@@ -12,6 +12,7 @@ pub mod etcd;
 pub mod kubeconfig;
 pub mod list;
 pub mod status;
+pub mod stop_start;
 pub mod tls;
 
 /// Exit code for success: the check passed or the operation completed.
@@ -54,6 +55,9 @@ pub fn run(cli: Cli) -> ExitCode {
         match cli.command {
             Command::Create(args) => create::run(*args, &global).await,
             Command::Delete(args) => delete::run(args, &global).await,
+            Command::Stop(args) => stop_start::stop(args, &global).await,
+            Command::Start(args) => stop_start::start(args, &global).await,
+            Command::Restart(args) => stop_start::restart(args, &global).await,
             Command::List(args) => list::run(args, &global).await,
             Command::Status(args) => status::run(args, &global).await,
             Command::Kubeconfig(args) => kubeconfig::run(args, &global).await,

@@ -19,12 +19,14 @@ use crate::output;
 #[derive(Serialize)]
 struct StatusJson<'a> {
     name: &'a str,
+    state: &'a str,
     healthy: bool,
     datastore: Option<&'a str>,
     nodes: &'a [NodeStatus],
     loadbalancer: Option<LoadBalancerJson<'a>>,
     etcd: Option<EtcdJson<'a>>,
     api: &'a ApiStatus,
+    kubeconfig: Option<&'a topgun_core::lifecycle::KubeconfigStatus>,
 }
 
 #[derive(Serialize)]
@@ -54,6 +56,7 @@ struct EtcdMemberJson<'a> {
 fn to_json(s: &ClusterStatus) -> StatusJson<'_> {
     StatusJson {
         name: &s.name,
+        state: s.state,
         healthy: s.healthy,
         datastore: s.datastore.as_deref(),
         nodes: &s.nodes,
@@ -80,6 +83,7 @@ fn to_json(s: &ClusterStatus) -> StatusJson<'_> {
             error: e.error.as_deref(),
         }),
         api: &s.api,
+        kubeconfig: s.kubeconfig.as_ref(),
     }
 }
 
@@ -87,7 +91,11 @@ fn render(s: &ClusterStatus) -> String {
     let mut out = format!(
         "cluster {}: {}\n\n",
         s.name,
-        if s.healthy { "healthy" } else { "NOT healthy" }
+        match (s.healthy, s.state) {
+            (true, _) => "healthy",
+            (false, "stopped") => "stopped",
+            (false, _) => "NOT healthy",
+        }
     );
     let mut rows = vec![[
         "NODE".to_owned(),
@@ -157,6 +165,21 @@ fn render(s: &ClusterStatus) -> String {
         )),
         (None, Some(detail)) => out.push_str(&format!("certificate: not checked: {detail}\n")),
         (None, None) => {}
+    }
+    if let Some(k) = &s.kubeconfig {
+        match (&k.drift, k.merged) {
+            (Some(drift), _) => out.push_str(&format!("kubeconfig: DRIFT: {drift}\n")),
+            (None, true) => out.push_str(&format!(
+                "kubeconfig: {} in {} matches the cluster\n",
+                topgun_core::kubeconfig::entry_name(&s.name),
+                k.path.display()
+            )),
+            (None, false) => out.push_str(&format!(
+                "kubeconfig: not merged into {} (`topgun kubeconfig merge {}`)\n",
+                k.path.display(),
+                s.name
+            )),
+        }
     }
     out.trim_end().to_owned()
 }
