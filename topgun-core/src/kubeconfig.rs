@@ -55,7 +55,10 @@ fn parse(yaml: &str, what: &str) -> Result<Mapping> {
         Ok(Value::Mapping(m)) => Ok(m),
         Ok(Value::Null) => Ok(Mapping::new()),
         Ok(_) => Err(Error::Kubeconfig(format!("{what} is not a YAML mapping"))),
-        Err(e) => Err(Error::Kubeconfig(format!("{what} is not valid YAML: {e}"))),
+        Err(e) => Err(Error::Kubeconfig(format!(
+            "{what} is not valid YAML: {}",
+            topgun_tls::redact::parser_message(&e.to_string())
+        ))),
     }
 }
 

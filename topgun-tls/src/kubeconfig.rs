@@ -194,7 +194,10 @@ impl Kubeconfig {
         let name = source_name(path);
         let raw: RawKubeconfig = serde_norway::from_str(yaml).map_err(|e| Error::Kubeconfig {
             source_name: name.clone(),
-            problem: format!("not a kubeconfig: {e}"),
+            problem: format!(
+                "not a kubeconfig: {}",
+                crate::redact::parser_message(&e.to_string())
+            ),
         })?;
         Ok(Kubeconfig {
             path: path.map(Path::to_owned),

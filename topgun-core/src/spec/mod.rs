@@ -858,7 +858,9 @@ fn describe_port(p: &PortMapping) -> String {
 /// The YAML parser's message. serde_norway puts "at line L column C" in it;
 /// make sure it is there even when an error has only a location.
 fn yaml_message(e: &serde_norway::Error) -> String {
-    let message = e.to_string();
+    // The parser quotes the value it choked on: never a key, at most a
+    // short excerpt.
+    let message = topgun_tls::redact::parser_message(&e.to_string());
     match e.location() {
         Some(loc) if !message.contains("line") => {
             format!("line {} column {}: {message}", loc.line(), loc.column())
