@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use serde_norway::{Mapping, Value};
 use topgun_tls::KeyPem;
-use topgun_tls::write::{FileMode, write_file};
+use topgun_tls::write::{FileMode, write_file_with_mode};
 
 use crate::{Error, Result};
 
@@ -131,6 +131,24 @@ pub fn rewrite(k3s_yaml: &str, cluster: &str, server_url: &str) -> Result<Kubeco
         ctx.insert("user".into(), name.as_str().into());
     }
     doc.insert("current-context".into(), name.as_str().into());
+    // Mark every entry as topgun's, for this cluster and CA, so that a
+    // delete removes only what topgun wrote.
+    let ca_data = doc
+        .get("clusters")
+        .and_then(Value::as_sequence)
+        .and_then(|l| l.first())
+        .and_then(|c| c.get("cluster"))
+        .and_then(|c| c.get("certificate-authority-data"))
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    for (list, inner) in LISTS {
+        for entry in list_mut(&mut doc, list) {
+            if let Some(inner) = entry.get_mut(inner).and_then(Value::as_mapping_mut) {
+                inner.insert("extensions".into(), marker(cluster, &ca_data));
+            }
+        }
+    }
     let yaml = serde_norway::to_string(&doc)
         .map_err(|e| Error::Kubeconfig(format!("cannot write YAML: {e}")))?;
     Ok(KubeconfigYaml(yaml))
@@ -227,120 +245,294 @@ impl Drop for FileLock {
 }
 
 fn read_existing(path: &Path) -> Result<Mapping> {
-    match std::fs::read_to_string(path) {
+    match read_bounded(path) {
         Ok(text) => parse(&text, &path.display().to_string()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Mapping::new()),
         Err(e) => Err(Error::io("cannot read", path, e)),
     }
 }
 
+/// The most of a kubeconfig topgun reads.
+pub const MAX_KUBECONFIG: u64 = 4 * 1024 * 1024;
+
+/// Reads a kubeconfig, refusing one larger than [`MAX_KUBECONFIG`] (or a
+/// device or FIFO) without reading it all.
+fn read_bounded(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    let mut text = String::new();
+    file.take(MAX_KUBECONFIG + 1).read_to_string(&mut text)?;
+    if text.len() as u64 > MAX_KUBECONFIG {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("larger than {} MiB", MAX_KUBECONFIG / 1024 / 1024),
+        ));
+    }
+    Ok(text)
+}
+
+/// The file a write to `path` must change: `path`, or the file its chain
+/// of symbolic links ends at (as kubectl follows links when it writes).
+fn resolve_links(path: &Path) -> PathBuf {
+    let mut current = path.to_owned();
+    for _ in 0..40 {
+        match std::fs::read_link(&current) {
+            Ok(target) if target.is_absolute() => current = target,
+            Ok(target) => current = current.parent().map(|d| d.join(&target)).unwrap_or(target),
+            Err(_) => break,
+        }
+    }
+    current
+}
+
+/// Writes `doc` to `path` (through its links) atomically; an existing file
+/// keeps its mode, a new one gets 0600.
 fn write_doc(path: &Path, doc: &Mapping) -> Result<()> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+    use std::os::unix::fs::PermissionsExt;
+    let target = resolve_links(path);
+    if let Some(dir) = target.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| Error::io("cannot create directory", dir, e))?;
     }
+    let mode = std::fs::metadata(&target)
+        .map(|m| m.permissions().mode() & 0o7777)
+        .unwrap_or(FileMode::Secret.bits());
     let yaml = serde_norway::to_string(doc)
         .map_err(|e| Error::Kubeconfig(format!("cannot write YAML: {e}")))?;
-    write_file(path, yaml.as_bytes(), FileMode::Secret, true)?;
+    write_file_with_mode(&target, yaml.as_bytes(), mode)?;
     Ok(())
 }
 
-fn remove_named(doc: &mut Mapping, name: &str) -> bool {
-    let mut removed = false;
-    for key in ["clusters", "contexts", "users"] {
-        if let Some(list) = doc.get_mut(key).and_then(Value::as_sequence_mut) {
-            let before = list.len();
-            list.retain(|v| name_of(v) != Some(name));
-            removed |= list.len() != before;
+/// The marker topgun puts on the entries it writes (a kubeconfig extension,
+/// kept by kubectl): which cluster, and the SHA-256 of its CA data.
+pub const MARKER: &str = "dev.topgun";
+
+/// The SHA-256 (hex) of a kubeconfig's CA data, as the marker holds it.
+pub fn ca_fingerprint(ca_data: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(ca_data.trim().as_bytes()))
+}
+
+fn marker(cluster: &str, ca_data: &str) -> Value {
+    let mut ext = Mapping::new();
+    ext.insert("cluster".into(), cluster.into());
+    ext.insert("ca-sha256".into(), ca_fingerprint(ca_data).into());
+    let mut named = Mapping::new();
+    named.insert("name".into(), MARKER.into());
+    named.insert("extension".into(), Value::Mapping(ext));
+    Value::Sequence(vec![Value::Mapping(named)])
+}
+
+/// Whether `entry` (a cluster, context or user) carries topgun's marker for
+/// `cluster` with the CA fingerprint `ca_sha256`.
+fn is_marked(entry: &Value, inner: &str, cluster: &str, ca_sha256: &str) -> bool {
+    entry
+        .get(inner)
+        .and_then(|i| i.get("extensions"))
+        .and_then(Value::as_sequence)
+        .is_some_and(|list| {
+            list.iter().any(|e| {
+                e.get("name").and_then(Value::as_str) == Some(MARKER)
+                    && e.get("extension").is_some_and(|x| {
+                        x.get("cluster").and_then(Value::as_str) == Some(cluster)
+                            && x.get("ca-sha256").and_then(Value::as_str) == Some(ca_sha256)
+                    })
+            })
+        })
+}
+
+/// The inner key of an entry of each list.
+const LISTS: [(&str, &str); 3] = [
+    ("clusters", "cluster"),
+    ("contexts", "context"),
+    ("users", "user"),
+];
+
+/// The kubeconfig files kubectl reads, in order: every path of
+/// `$KUBECONFIG`, else `~/.kube/config`.
+pub fn default_files() -> Result<Vec<PathBuf>> {
+    if let Some(list) = std::env::var_os("KUBECONFIG") {
+        let files: Vec<PathBuf> = list
+            .to_string_lossy()
+            .split(':')
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from)
+            .collect();
+        if !files.is_empty() {
+            return Ok(files);
         }
     }
-    removed
+    Ok(vec![default_path()?])
 }
 
 /// Merges the entries of `kubeconfig` (as made by [`rewrite`]) into the
-/// file at `path`, replacing entries of the same names. The current context
-/// becomes the new one when `switch_context` is set or none is set. The file
-/// is written atomically (temporary file, then rename) with mode 0600, under
-/// a `<path>.lock` as kubectl uses.
+/// single file at `path`; see [`merge_into`].
 pub fn merge(path: &Path, kubeconfig: &KubeconfigYaml, switch_context: bool) -> Result<()> {
+    merge_into(&[path.to_owned()], kubeconfig, switch_context).map(drop)
+}
+
+/// Merges the entries of `kubeconfig` (as made by [`rewrite`]) into the
+/// kubeconfig made of `files`, as kubectl writes it: an entry of the same
+/// name is replaced in the file that holds it, new entries go to the first
+/// file. The current context changes only with `switch_context`, in the
+/// first file that sets one (else the first file). Each file is written
+/// atomically under a `<file>.lock` as kubectl uses, through its symbolic
+/// links, keeping its mode (0600 when new). Returns the file the cluster
+/// entry went to.
+pub fn merge_into(
+    files: &[PathBuf],
+    kubeconfig: &KubeconfigYaml,
+    switch_context: bool,
+) -> Result<PathBuf> {
+    let first = files
+        .first()
+        .ok_or_else(|| Error::Kubeconfig("no kubeconfig file to merge into".to_owned()))?;
     let new = parse(kubeconfig.expose(), "the new kubeconfig")?;
-    let _lock = FileLock::acquire(path)?;
-    let mut doc = read_existing(path)?;
-    doc.entry("apiVersion".into())
-        .or_insert_with(|| "v1".into());
-    doc.entry("kind".into()).or_insert_with(|| "Config".into());
-    doc.entry("preferences".into())
-        .or_insert_with(|| Value::Mapping(Mapping::new()));
-    for key in ["clusters", "contexts", "users"] {
-        let entries: Vec<Value> = new
-            .get(key)
+    let docs: Vec<Mapping> = files
+        .iter()
+        .map(|f| read_existing(f))
+        .collect::<Result<_>>()?;
+    // Where each entry goes, and where the current context goes.
+    let mut changes: Vec<(usize, &str, Value)> = Vec::new();
+    for (list, _) in LISTS {
+        for entry in new
+            .get(list)
             .and_then(Value::as_sequence)
-            .cloned()
-            .unwrap_or_default();
-        for entry in &entries {
-            if let Some(name) = name_of(entry) {
-                let name = name.to_owned();
-                list_mut(&mut doc, key).retain(|v| name_of(v) != Some(name.as_str()));
+            .into_iter()
+            .flatten()
+        {
+            let name = name_of(entry);
+            let home = docs
+                .iter()
+                .position(|d| {
+                    d.get(list)
+                        .and_then(Value::as_sequence)
+                        .is_some_and(|l| l.iter().any(|e| name_of(e) == name))
+                })
+                .unwrap_or(0);
+            changes.push((home, list, entry.clone()));
+        }
+    }
+    let current_home = docs
+        .iter()
+        .position(|d| {
+            d.get("current-context")
+                .and_then(Value::as_str)
+                .is_some_and(|c| !c.is_empty())
+        })
+        .unwrap_or(0);
+    let mut cluster_file = first.clone();
+    for (i, file) in files.iter().enumerate() {
+        let mine: Vec<&(usize, &str, Value)> = changes.iter().filter(|c| c.0 == i).collect();
+        let set_current = switch_context && i == current_home;
+        if mine.is_empty() && !set_current {
+            continue;
+        }
+        let _lock = FileLock::acquire(&resolve_links(file))?;
+        let mut doc = read_existing(file)?;
+        doc.entry("apiVersion".into())
+            .or_insert_with(|| "v1".into());
+        doc.entry("kind".into()).or_insert_with(|| "Config".into());
+        doc.entry("preferences".into())
+            .or_insert_with(|| Value::Mapping(Mapping::new()));
+        for (_, list, entry) in mine {
+            let name = name_of(entry).map(str::to_owned);
+            let l = list_mut(&mut doc, list);
+            match l.iter().position(|e| name_of(e) == name.as_deref()) {
+                Some(at) => l[at] = entry.clone(),
+                None => l.push(entry.clone()),
+            }
+            if *list == "clusters" {
+                cluster_file = file.clone();
             }
         }
-        list_mut(&mut doc, key).extend(entries);
+        if set_current && let Some(ctx) = new.get("current-context").cloned() {
+            doc.insert("current-context".into(), ctx);
+        }
+        write_doc(file, &doc)?;
     }
-    let current = doc
-        .get("current-context")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_owned();
-    if (switch_context || current.is_empty())
-        && let Some(ctx) = new.get("current-context").cloned()
-    {
-        doc.insert("current-context".into(), ctx);
-    }
-    write_doc(path, &doc)
+    Ok(cluster_file)
 }
 
-/// Removes the entries of `cluster` from the file at `path`; unsets the
-/// current context if it was the cluster's. Returns whether anything was
-/// removed (a missing file removes nothing).
-pub fn remove(path: &Path, cluster: &str) -> Result<bool> {
-    if !path.exists() {
-        return Ok(false);
-    }
+/// Removes the entries topgun wrote for `cluster` from the kubeconfig made
+/// of `files`: only cluster, context and user entries named
+/// `topgun-<cluster>` that carry topgun's marker for this cluster and the
+/// CA whose data is `ca_data`. An entry a person wrote under the same name
+/// stays. Unsets the current context where it named a removed context.
+/// Returns the files that changed (missing files change nothing).
+pub fn remove_from(files: &[PathBuf], cluster: &str, ca_data: &str) -> Result<Vec<PathBuf>> {
     let name = entry_name(cluster);
-    let _lock = FileLock::acquire(path)?;
-    let mut doc = read_existing(path)?;
-    let mut removed = remove_named(&mut doc, &name);
-    if doc.get("current-context").and_then(Value::as_str) == Some(name.as_str()) {
-        doc.insert("current-context".into(), "".into());
-        removed = true;
+    let fingerprint = ca_fingerprint(ca_data);
+    let mut changed = Vec::new();
+    for file in files {
+        if !file.exists() {
+            continue;
+        }
+        let _lock = FileLock::acquire(&resolve_links(file))?;
+        let mut doc = read_existing(file)?;
+        let mut removed_context = false;
+        let mut removed = false;
+        for (list, inner) in LISTS {
+            if let Some(l) = doc.get_mut(list).and_then(Value::as_sequence_mut) {
+                let before = l.len();
+                l.retain(|e| {
+                    !(name_of(e) == Some(name.as_str())
+                        && is_marked(e, inner, cluster, &fingerprint))
+                });
+                if l.len() != before {
+                    removed = true;
+                    removed_context |= list == "contexts";
+                }
+            }
+        }
+        if removed_context
+            && doc.get("current-context").and_then(Value::as_str) == Some(name.as_str())
+        {
+            doc.insert("current-context".into(), "".into());
+        }
+        if removed {
+            write_doc(file, &doc)?;
+            changed.push(file.clone());
+        }
     }
-    if removed {
-        write_doc(path, &doc)?;
-    }
-    Ok(removed)
+    Ok(changed)
 }
 
-/// The server URL and CA data (base64, as written) of the cluster entry
-/// `topgun-<cluster>` in the file at `path`; `None` when the file or the
-/// entry is missing.
-pub fn merged_entry(path: &Path, cluster: &str) -> Result<Option<(String, String)>> {
-    let doc = read_existing(path)?;
+/// The server URL and CA data of the cluster entry `topgun-<cluster>`, from
+/// the first of `files` that defines it (as kubectl reads), with that file;
+/// `None` when none does.
+pub fn merged_entry(files: &[PathBuf], cluster: &str) -> Result<Option<(PathBuf, String, String)>> {
     let name = entry_name(cluster);
-    let Some(entry) = doc
-        .get("clusters")
-        .and_then(Value::as_sequence)
-        .and_then(|l| l.iter().find(|c| name_of(c) == Some(name.as_str())))
-        .and_then(|c| c.get("cluster"))
-    else {
-        return Ok(None);
-    };
-    let field = |key: &str| {
-        entry
-            .get(key)
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .trim()
-            .to_owned()
-    };
-    Ok(Some((field("server"), field("certificate-authority-data"))))
+    for file in files {
+        let doc = read_existing(file)?;
+        let Some(entry) = doc
+            .get("clusters")
+            .and_then(Value::as_sequence)
+            .and_then(|l| l.iter().find(|c| name_of(c) == Some(name.as_str())))
+            .and_then(|c| c.get("cluster"))
+        else {
+            continue;
+        };
+        let field = |key: &str| {
+            entry
+                .get(key)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .trim()
+                .to_owned()
+        };
+        return Ok(Some((
+            file.clone(),
+            field("server"),
+            field("certificate-authority-data"),
+        )));
+    }
+    Ok(None)
 }
 
 /// The CA data (base64) of a kubeconfig's first cluster.
@@ -356,22 +548,6 @@ pub fn ca_data_of(yaml: &KubeconfigYaml) -> Result<String> {
         .unwrap_or_default()
         .trim()
         .to_owned())
-}
-
-/// The names of clusters whose entries topgun merged into `path`.
-pub fn merged_clusters(path: &Path) -> Result<Vec<String>> {
-    let doc = read_existing(path)?;
-    Ok(doc
-        .get("contexts")
-        .and_then(Value::as_sequence)
-        .map(|l| {
-            l.iter()
-                .filter_map(name_of)
-                .filter_map(|n| n.strip_prefix("topgun-"))
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default())
 }
 
 #[cfg(test)]
@@ -441,7 +617,7 @@ users:
         merge(&path, &demo, false).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(
-            text.contains("current-context: topgun-other"),
+            !text.contains("current-context: topgun"),
             "no switch: {text}"
         );
         let demo2 = rewrite(K3S, "demo", "https://127.0.0.1:6551").unwrap();
@@ -449,16 +625,129 @@ users:
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.contains("current-context: topgun-demo"), "{text}");
         assert!(!text.contains("6550"), "replaced, not duplicated: {text}");
-        assert_eq!(merged_clusters(&path).unwrap(), ["other", "demo"]);
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
 
-        assert!(remove(&path, "demo").unwrap());
-        assert!(!remove(&path, "demo").unwrap(), "idempotent");
+        let files = [path.clone()];
+        // Another CA's entries are not this cluster's.
+        assert!(remove_from(&files, "demo", "T1RIRVI=").unwrap().is_empty());
+        assert_eq!(remove_from(&files, "demo", "Q0E=").unwrap(), files);
+        assert!(
+            remove_from(&files, "demo", "Q0E=").unwrap().is_empty(),
+            "idempotent"
+        );
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(!text.contains("topgun-demo"), "{text}");
         assert!(text.contains("topgun-other"), "{text}");
         assert!(!path.with_file_name("config.lock").exists());
-        assert!(!remove(&dir.path().join("missing"), "demo").unwrap());
+        assert!(
+            remove_from(&[dir.path().join("missing")], "demo", "Q0E=")
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn entries_a_person_wrote_under_topgun_names_stay() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config");
+        let hand = "apiVersion: v1\nkind: Config\nclusters:\n- cluster:\n    certificate-authority-data: Q0E=\n    server: https://10.0.0.1:6443\n  name: topgun-other\ncontexts:\n- context:\n    cluster: topgun-other\n    user: topgun-other\n  name: topgun-other\ncurrent-context: topgun-other\nusers:\n- name: topgun-other\n  user:\n    token: hand-written\n";
+        std::fs::write(&path, hand).unwrap();
+        assert!(
+            remove_from(std::slice::from_ref(&path), "other", "Q0E=")
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), hand);
+    }
+
+    #[test]
+    fn a_symlinked_kubeconfig_is_updated_through_its_link_and_keeps_its_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real/config");
+        std::fs::create_dir_all(real.parent().unwrap()).unwrap();
+        std::fs::write(&real, "apiVersion: v1\nkind: Config\n").unwrap();
+        std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let link = dir.path().join("config");
+        std::os::unix::fs::symlink("real/config", &link).unwrap();
+        merge(
+            &link,
+            &rewrite(K3S, "demo", "https://127.0.0.1:6550").unwrap(),
+            false,
+        )
+        .unwrap();
+        assert!(
+            std::fs::symlink_metadata(&link)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert!(
+            std::fs::read_to_string(&real)
+                .unwrap()
+                .contains("topgun-demo")
+        );
+        let mode = std::fs::metadata(&real).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o640);
+    }
+
+    #[test]
+    fn several_files_are_written_as_kubectl_writes_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a");
+        let b = dir.path().join("b");
+        std::fs::write(
+            &b,
+            "apiVersion: v1\nkind: Config\ncurrent-context: theirs\n",
+        )
+        .unwrap();
+        let files = [a.clone(), b.clone()];
+        let demo = rewrite(K3S, "demo", "https://127.0.0.1:6550").unwrap();
+        // New entries go to the first file; no context switch.
+        assert_eq!(merge_into(&files, &demo, false).unwrap(), a);
+        let ta = std::fs::read_to_string(&a).unwrap();
+        assert!(
+            ta.contains("topgun-demo") && !ta.contains("current-context: topgun"),
+            "{ta}"
+        );
+        assert!(
+            std::fs::read_to_string(&b)
+                .unwrap()
+                .contains("current-context: theirs")
+        );
+        // The switch goes to the first file that sets a current context.
+        merge_into(&files, &demo, true).unwrap();
+        assert!(
+            std::fs::read_to_string(&b)
+                .unwrap()
+                .contains("current-context: topgun-demo")
+        );
+        // An entry is rewritten in the file that holds it.
+        let moved = rewrite(K3S, "demo", "https://127.0.0.1:7777").unwrap();
+        merge_into(&[b.clone(), a.clone()], &moved, false).unwrap();
+        assert!(std::fs::read_to_string(&a).unwrap().contains("7777"));
+        assert!(!std::fs::read_to_string(&b).unwrap().contains("7777"));
+
+        // kubectl itself reads the result so (the test needs Debian's kubectl,
+        // which `cargo xtask test` provides as TOPGUN_KUBECTL).
+        let Some(kubectl) = std::env::var_os("TOPGUN_KUBECTL") else {
+            return;
+        };
+        let list = format!("{}:{}", a.display(), b.display());
+        let out = std::process::Command::new(&kubectl)
+            .args(["config", "view", "-o", "jsonpath={.current-context} {.clusters[?(@.name==\"topgun-demo\")].cluster.server}"])
+            .env("KUBECONFIG", &list)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "topgun-demo https://127.0.0.1:7777"
+        );
     }
 }

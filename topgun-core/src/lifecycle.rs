@@ -466,15 +466,20 @@ pub(crate) async fn published_port(docker: &Docker, container: &str, port: u16) 
 /// certificate, read back from an etcd member), API readiness, and whether
 /// the API certificate covers the kubeconfig's host.
 pub async fn status(docker: &Docker, name: &str) -> Result<ClusterStatus> {
-    status_with(docker, name, kubeconfig::default_path().ok().as_deref()).await
+    status_with(
+        docker,
+        name,
+        &kubeconfig::default_files().unwrap_or_default(),
+    )
+    .await
 }
 
-/// [`status`], comparing the entry merged into `kubeconfig_path` (if any)
-/// with the live cluster.
+/// [`status`], comparing the entry merged into the kubeconfig made of
+/// `kubeconfig_files` (none: not checked) with the live cluster.
 pub async fn status_with(
     docker: &Docker,
     name: &str,
-    kubeconfig_path: Option<&std::path::Path>,
+    kubeconfig_files: &[PathBuf],
 ) -> Result<ClusterStatus> {
     let view = ClusterView::load(docker, name).await?;
     let nodes = view.nodes.clone();
@@ -541,7 +546,8 @@ pub async fn status_with(
     };
 
     let (api, live) = api_status(docker, &view).await;
-    let kubeconfig = kubeconfig_path.map(|path| kubeconfig_status(path, name, &api, live.as_ref()));
+    let kubeconfig = (!kubeconfig_files.is_empty())
+        .then(|| kubeconfig_status(kubeconfig_files, name, &api, live.as_ref()));
 
     let healthy = nodes.iter().all(|n| n.state == "running")
         && kubeconfig.as_ref().is_none_or(|k| k.drift.is_none())
@@ -570,20 +576,20 @@ pub async fn status_with(
 
 /// Compares the entry merged into `path` with the live server URL and CA.
 fn kubeconfig_status(
-    path: &std::path::Path,
+    files: &[PathBuf],
     name: &str,
     api: &ApiStatus,
     live: Option<&KubeconfigYaml>,
 ) -> KubeconfigStatus {
     let mut status = KubeconfigStatus {
-        path: path.to_owned(),
+        path: files.first().cloned().unwrap_or_default(),
         merged: false,
         server: None,
         live_server: api.server.clone(),
         ca_matches: None,
         drift: None,
     };
-    let entry = match kubeconfig::merged_entry(path, name) {
+    let entry = match kubeconfig::merged_entry(files, name) {
         Ok(Some(entry)) => entry,
         Ok(None) => return status,
         Err(e) => {
@@ -592,7 +598,8 @@ fn kubeconfig_status(
         }
     };
     status.merged = true;
-    let (server, ca) = entry;
+    let (path, server, ca) = entry;
+    status.path = path;
     let live_ca = live.and_then(|k| kubeconfig::ca_data_of(k).ok());
     status.ca_matches = live_ca.as_ref().map(|live| *live == ca);
     let mut problems = Vec::new();
@@ -611,7 +618,7 @@ fn kubeconfig_status(
         status.drift = Some(format!(
             "the kubeconfig entry {} in {} does not match the cluster: {}; fix it with `topgun kubeconfig merge {name}`",
             kubeconfig::entry_name(name),
-            path.display(),
+            status.path.display(),
             problems.join("; ")
         ));
     }
@@ -878,6 +885,28 @@ pub async fn kubeconfig(docker: &Docker, name: &str) -> Result<KubeconfigYaml> {
     read_kubeconfig(docker, &view).await
 }
 
+/// The CA data of cluster `name`'s kubeconfig, read from any server (a
+/// stopped one too); `None` when no server has one.
+async fn cluster_ca(docker: &Docker, name: &str) -> Option<String> {
+    let containers = dockerx::containers(
+        docker,
+        dockerx::label_filters(&[(labels::CLUSTER, name), (labels::ROLE, "server")]),
+    )
+    .await
+    .ok()?;
+    for c in &containers {
+        if let Ok(bytes) =
+            archive::read_file(docker, &dockerx::summary_name(c), KUBECONFIG_PATH).await
+            && let Ok(text) = String::from_utf8(bytes)
+            && let Ok(ca) = kubeconfig::ca_data_of(&KubeconfigYaml::new(text))
+            && !ca.is_empty()
+        {
+            return Some(ca);
+        }
+    }
+    None
+}
+
 /// What to delete.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DeleteTarget {
@@ -939,7 +968,7 @@ pub async fn delete(
     target: &DeleteTarget,
     options: &DeleteOptions,
 ) -> Result<Deleted> {
-    let (filters, mut names) = match target {
+    let (filters, names) = match target {
         DeleteTarget::Name(name) => (
             dockerx::label_filters(&[(labels::CLUSTER, name)]),
             vec![name.clone()],
@@ -949,6 +978,16 @@ pub async fn delete(
             (dockerx::has_label(labels::CLUSTER), names)
         }
     };
+    // Each cluster's CA, read before its nodes go: only kubeconfig entries
+    // topgun marked with it are removed.
+    let mut cas = Vec::new();
+    if !options.keep_kubeconfig {
+        for n in &names {
+            if let Some(ca) = cluster_ca(docker, n).await {
+                cas.push((n.clone(), ca));
+            }
+        }
+    }
     let removed = dockerx::remove_by_labels(docker, filters, std::time::Duration::ZERO).await?;
     if !removed.failed.is_empty() {
         return Err(Error::RemoveIncomplete {
@@ -962,24 +1001,16 @@ pub async fn delete(
         kubeconfig_path: None,
     };
     if !options.keep_kubeconfig {
-        let path = match &options.kubeconfig {
-            Some(p) => Some(p.clone()),
-            None => kubeconfig::default_path().ok(),
+        let files = match &options.kubeconfig {
+            Some(p) => vec![p.clone()],
+            None => kubeconfig::default_files().unwrap_or_default(),
         };
-        if let Some(path) = path {
-            if *target == DeleteTarget::All {
-                for n in kubeconfig::merged_clusters(&path).unwrap_or_default() {
-                    if !names.contains(&n) {
-                        names.push(n);
-                    }
-                }
+        for (n, ca) in &cas {
+            let changed = kubeconfig::remove_from(&files, n, ca)?;
+            if let Some(first) = changed.first() {
+                deleted.kubeconfig_entries.push(n.clone());
+                deleted.kubeconfig_path.get_or_insert_with(|| first.clone());
             }
-            for n in &names {
-                if kubeconfig::remove(&path, n)? {
-                    deleted.kubeconfig_entries.push(n.clone());
-                }
-            }
-            deleted.kubeconfig_path = Some(path);
         }
     }
     deleted.clusters = match target {

@@ -34,6 +34,16 @@ impl FileMode {
 /// Writes `contents` to `path` atomically (temporary file, then rename) with
 /// `mode`. Refuses to replace an existing file unless `overwrite` is set.
 pub fn write_file(path: &Path, contents: &[u8], mode: FileMode, overwrite: bool) -> Result<()> {
+    write_atomically(path, contents, mode.bits(), overwrite)
+}
+
+/// Replaces `path` atomically with `contents`, giving it the permission
+/// bits `mode` (to keep an existing file's mode).
+pub fn write_file_with_mode(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
+    write_atomically(path, contents, mode, true)
+}
+
+fn write_atomically(path: &Path, contents: &[u8], mode: u32, overwrite: bool) -> Result<()> {
     if !overwrite && path.exists() {
         return Err(Error::AlreadyExists {
             path: path.to_owned(),
@@ -59,8 +69,10 @@ pub fn write_file(path: &Path, contents: &[u8], mode: FileMode, overwrite: bool)
         let mut file = OpenOptions::new()
             .write(true)
             .create_new(true)
-            .mode(mode.bits())
+            .mode(mode)
             .open(&tmp)?;
+        // The umask may have narrowed the mode: set it exactly.
+        file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(mode))?;
         file.write_all(contents)?;
         file.sync_all()?;
         drop(file);

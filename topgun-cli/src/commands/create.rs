@@ -143,10 +143,11 @@ fn spec(args: &CreateArgs) -> anyhow::Result<ClusterSpec> {
     Ok(spec)
 }
 
-/// Waits for SIGINT or SIGTERM.
+/// Waits for SIGINT, SIGTERM or SIGHUP (a closed terminal or ssh session).
 pub(crate) async fn interrupted() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+    use tokio::signal::unix::SignalKind;
+    let signal = |kind: SignalKind| async move {
+        match tokio::signal::unix::signal(kind) {
             Ok(mut s) => {
                 s.recv().await;
             }
@@ -154,8 +155,21 @@ pub(crate) async fn interrupted() {
         }
     };
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = term => {}
+        () = signal(SignalKind::interrupt()) => {}
+        () = signal(SignalKind::terminate()) => {}
+        () = signal(SignalKind::hangup()) => {}
+    }
+}
+
+/// After the first interruption: every further one says that the rollback
+/// still runs and how to finish it, instead of killing it half-way.
+async fn rollback_notice(name: String) {
+    loop {
+        interrupted().await;
+        output::warn(&format!(
+            "rollback is still running; wait for it, or run `topgun delete {name}` afterwards to \
+             remove whatever is left"
+        ));
     }
 }
 
@@ -189,19 +203,25 @@ pub async fn run(args: CreateArgs, global: &GlobalArgs) -> anyhow::Result<ExitCo
         options = options.progress(p);
     }
     if !args.no_kubeconfig {
-        let path = topgun_core::kubeconfig::default_path().map_err(core_error)?;
-        options = options.merge_kubeconfig(path, args.switch_context);
+        let files = topgun_core::kubeconfig::default_files().map_err(core_error)?;
+        options = options.merge_kubeconfig_files(files, args.switch_context);
     }
     let started = Instant::now();
-    let created = topgun_core::runtime::create_until(&docker, &spec, &options, interrupted())
-        .await
-        .map_err(|e| match e {
-            topgun_core::Error::Cancelled if !spec.no_rollback => Failed(anyhow::anyhow!(
-                "interrupted; everything this create had made was removed"
-            ))
-            .into(),
-            e => core_error(e),
-        })?;
+    // The first signal cancels the create; later ones, while the rollback
+    // runs, say so rather than being swallowed.
+    let name = spec.name.to_string();
+    let cancel = async move {
+        interrupted().await;
+        tokio::spawn(rollback_notice(name));
+    };
+    let created = topgun_core::runtime::create_until(&docker, &spec, &options, cancel).await;
+    let created = created.map_err(|e| match e {
+        topgun_core::Error::Cancelled if !spec.no_rollback => Failed(anyhow::anyhow!(
+            "interrupted; everything this create had made was removed"
+        ))
+        .into(),
+        e => core_error(e),
+    })?;
     match args.output {
         OutputFormat::Json => output::json(&created)?,
         OutputFormat::Text => {

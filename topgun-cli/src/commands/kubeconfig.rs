@@ -26,11 +26,12 @@ pub async fn run(args: KubeconfigArgs, _global: &GlobalArgs) -> anyhow::Result<E
             let yaml = topgun_core::lifecycle::kubeconfig(&docker, &name)
                 .await
                 .map_err(core_error)?;
-            let path = match kubeconfig {
-                Some(p) => p,
-                None => topgun_core::kubeconfig::default_path().map_err(core_error)?,
+            let files = match kubeconfig {
+                Some(p) => vec![p],
+                None => topgun_core::kubeconfig::default_files().map_err(core_error)?,
             };
-            topgun_core::kubeconfig::merge(&path, &yaml, switch_context).map_err(core_error)?;
+            let path = topgun_core::kubeconfig::merge_into(&files, &yaml, switch_context)
+                .map_err(core_error)?;
             output::result(&format!(
                 "merged context topgun-{name} into {}{}",
                 path.display(),

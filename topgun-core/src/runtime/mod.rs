@@ -44,8 +44,9 @@ use crate::{Error, Result, api, archive, labels};
 /// Where to merge the new cluster's kubeconfig entries.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MergeTarget {
-    /// The kubeconfig file (see [`kubeconfig::default_path`]).
-    pub path: PathBuf,
+    /// The kubeconfig's files, as kubectl reads them (see
+    /// [`kubeconfig::default_files`] and [`kubeconfig::merge_into`]).
+    pub files: Vec<PathBuf>,
     /// Make the new context the current one.
     pub switch_context: bool,
 }
@@ -81,10 +82,17 @@ impl CreateOptions {
         self
     }
 
-    /// Merges the kubeconfig into `path`, optionally switching context.
-    pub fn merge_kubeconfig(mut self, path: PathBuf, switch_context: bool) -> Self {
+    /// Merges the kubeconfig into the file `path`, optionally switching
+    /// context.
+    pub fn merge_kubeconfig(self, path: PathBuf, switch_context: bool) -> Self {
+        self.merge_kubeconfig_files(vec![path], switch_context)
+    }
+
+    /// Merges the kubeconfig into the kubeconfig made of `files` (as
+    /// `$KUBECONFIG` lists them), as kubectl would write it.
+    pub fn merge_kubeconfig_files(mut self, files: Vec<PathBuf>, switch_context: bool) -> Self {
         self.merge_kubeconfig = Some(MergeTarget {
-            path,
+            files,
             switch_context,
         });
         self
@@ -430,8 +438,11 @@ impl Run<'_> {
         }
         let mut kubeconfig_path = None;
         if let Some(target) = &self.options.merge_kubeconfig {
-            kubeconfig::merge(&target.path, &kubeconfig, target.switch_context)?;
-            kubeconfig_path = Some(target.path.clone());
+            kubeconfig_path = Some(kubeconfig::merge_into(
+                &target.files,
+                &kubeconfig,
+                target.switch_context,
+            )?);
         }
         self.phase_done(PhaseKind::Kubeconfig, t);
 
