@@ -51,6 +51,46 @@ pub async fn readyz(
     port: u16,
     creds: &Credentials,
 ) -> std::result::Result<(u16, String), String> {
+    api_request(host, port, creds, "GET", "/readyz").await
+}
+
+/// One `DELETE /api/v1/nodes/<name>` to `host:port`, as `kubectl delete
+/// node` does, with the same TLS and credentials as [`readyz`]. Returns the
+/// HTTP status (200 or 202: deleted; 404: there was no such Node) and body,
+/// or why the request failed.
+pub async fn delete_node(
+    host: IpAddr,
+    port: u16,
+    creds: &Credentials,
+    name: &str,
+) -> std::result::Result<(u16, String), String> {
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-.".contains(c))
+    {
+        return Err(format!("{name:?} is not a node name"));
+    }
+    api_request(
+        host,
+        port,
+        creds,
+        "DELETE",
+        &format!("/api/v1/nodes/{name}"),
+    )
+    .await
+}
+
+/// One request to the Kubernetes API at `host:port` with the kubeconfig's
+/// client certificate, verifying the server for `host`, within
+/// [`PROBE_TIMEOUT`].
+async fn api_request(
+    host: IpAddr,
+    port: u16,
+    creds: &Credentials,
+    method: &str,
+    path: &str,
+) -> std::result::Result<(u16, String), String> {
     let config = tls_config(creds)?;
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     let addr = SocketAddr::new(host, port);
@@ -64,7 +104,7 @@ pub async fn readyz(
             .connect(name, tcp)
             .await
             .map_err(|e| format!("TLS handshake failed: {e}"))?;
-        http_get(tls, &addr.to_string(), "/readyz").await
+        http_request(tls, method, &addr.to_string(), path).await
     };
     tokio::time::timeout(PROBE_TIMEOUT, fut)
         .await
@@ -100,7 +140,19 @@ pub async fn wait_ready(
 }
 
 async fn http_get<S>(
+    stream: S,
+    host: &str,
+    path: &str,
+) -> std::result::Result<(u16, String), String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    http_request(stream, "GET", host, path).await
+}
+
+async fn http_request<S>(
     mut stream: S,
+    method: &str,
     host: &str,
     path: &str,
 ) -> std::result::Result<(u16, String), String>
@@ -108,7 +160,7 @@ where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
     let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: topgun\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: topgun\r\nConnection: close\r\n\r\n"
     );
     stream
         .write_all(request.as_bytes())

@@ -4,11 +4,13 @@ use std::future::Future;
 
 use bollard::Docker;
 
+use crate::import::{self, ImportOptions, Imported};
 use crate::kubeconfig::KubeconfigYaml;
 use crate::lifecycle::{self, ClusterStatus, DeleteOptions, DeleteTarget, Deleted};
+use crate::runtime::nodes::{self, AddNodesOptions, Added, DeleteNodeOptions, NodeDeleted};
 use crate::runtime::start::{self, Changed, LifecycleOptions, NodeChange};
 use crate::runtime::{self, CreateOptions, Created};
-use crate::spec::ClusterSpec;
+use crate::spec::{ClusterSpec, Role};
 use crate::{Error, Result};
 
 /// A cluster on a Docker engine, by name. It holds no other state: every
@@ -149,6 +151,47 @@ impl Cluster {
         start::start_nodes(&self.docker, nodes, options).await
     }
 
+    /// Adds `count` servers or agents (`role`), planned from the cluster's
+    /// record as the create planned the first ones; new servers join the
+    /// load balancer. Everything is checked before anything is made, and a
+    /// failed add removes what it made (see [`nodes::add_nodes_until`]).
+    ///
+    /// ```no_run
+    /// # async fn demo(docker: topgun_core::bollard::Docker) -> topgun_core::Result<()> {
+    /// use topgun_core::spec::Role;
+    /// use topgun_core::{AddNodesOptions, Cluster, DeleteNodeOptions};
+    ///
+    /// let cluster = Cluster::open(docker, "demo").await?;
+    /// let added = cluster.add_nodes(Role::Agent, 2, &AddNodesOptions::new()).await?;
+    /// for node in &added.nodes {
+    ///     println!("{} at {}", node.name, node.ip);
+    /// }
+    /// cluster.delete_node(&added.nodes[0].name, &DeleteNodeOptions::new()).await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn add_nodes(
+        &self,
+        role: Role,
+        count: u32,
+        options: &AddNodesOptions,
+    ) -> Result<Added> {
+        nodes::add_nodes(&self.docker, &self.name, role, count, options).await
+    }
+
+    /// Deletes the node `name` (a container name) of this cluster: out of
+    /// the load balancer, its Kubernetes Node object, its container and
+    /// volumes. The last server, etcd members and the load balancer are
+    /// refused (see [`nodes::delete_nodes`]).
+    pub async fn delete_node(
+        &self,
+        name: &str,
+        options: &DeleteNodeOptions,
+    ) -> Result<NodeDeleted> {
+        self.check_own(&[name.to_owned()]).await?;
+        nodes::delete_node(&self.docker, name, options).await
+    }
+
     /// Refuses node names that are not nodes of this cluster.
     async fn check_own(&self, nodes: &[String]) -> Result<()> {
         for (cluster, node) in lifecycle::find_nodes(&self.docker, nodes).await? {
@@ -161,6 +204,33 @@ impl Cluster {
             }
         }
         Ok(())
+    }
+
+    /// Imports images from the host's Docker engine into the cluster's k3s
+    /// nodes: every running node now, the others when they next start (or
+    /// only the running nodes `options.nodes` selects). Nothing is touched
+    /// when an image is missing. See [`import::import_images`].
+    ///
+    /// ```no_run
+    /// # async fn demo(docker: topgun_core::bollard::Docker) -> topgun_core::Result<()> {
+    /// use topgun_core::spec::NodeFilter;
+    /// use topgun_core::{Cluster, ImportOptions};
+    ///
+    /// let cluster = Cluster::open(docker, "demo").await?;
+    /// let images = ["myapp:dev".to_owned()];
+    /// let everywhere = cluster.import_images(&images, &ImportOptions::new()).await?;
+    /// println!("{} bytes into {} nodes", everywhere.bytes, everywhere.nodes.len());
+    /// let agents = ImportOptions::new().nodes(NodeFilter::parse("agent:*")?);
+    /// cluster.import_images(&images, &agents).await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn import_images(
+        &self,
+        images: &[String],
+        options: &ImportOptions,
+    ) -> Result<Imported> {
+        import::import_images(&self.docker, &self.name, images, options).await
     }
 
     /// Deletes the cluster and its kubeconfig entries (see

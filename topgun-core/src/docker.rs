@@ -163,7 +163,7 @@ impl Removal {
         self.containers.len() + self.networks.len() + self.volumes.len()
     }
 
-    fn absorb(&mut self, other: Removal) {
+    pub(crate) fn absorb(&mut self, other: Removal) {
         self.containers.extend(other.containers);
         self.networks.extend(other.networks);
         self.volumes.extend(other.volumes);

@@ -163,6 +163,24 @@ pub enum Error {
         /// What went wrong.
         reason: String,
     },
+    /// An image to import into a cluster is not on the host's Docker
+    /// engine; nothing was imported.
+    #[error(
+        "image {image} is not on the Docker engine (`docker image ls` shows what is there); pull, \
+         build or load it first; nothing was imported"
+    )]
+    ImportImageMissing {
+        /// The image reference.
+        image: String,
+    },
+    /// Importing images failed on some nodes (the others were tried).
+    #[error("image import failed on {}{}", failures.join("; "), fix_suffix(note))]
+    ImportFailed {
+        /// Each failed node with why, e.g. `topgun-demo-agent-0: ... exited with 1: ...`.
+        failures: Vec<String>,
+        /// What did succeed and what happens next; may be empty.
+        note: String,
+    },
     /// An etcd operation failed.
     #[error(transparent)]
     Etcd(#[from] topgun_etcd::Error),

@@ -15,6 +15,8 @@
 //!   [`lifecycle::kubeconfig`] and [`lifecycle::delete`], rebuilt from
 //!   Docker labels alone.
 //! - [`kubeconfig`]: rewrite, merge (atomic, 0600) and remove entries.
+//! - [`import`]: images from the host engine into a cluster's nodes
+//!   ([`import::import_images`]), streamed.
 //! - [`Cluster`]: a handle for programs that embed topgun.
 //!
 //! topgun-core never prints: progress goes to a [`progress::Progress`]
@@ -48,9 +50,11 @@ pub mod docker;
 pub mod error;
 pub mod floor;
 pub mod images;
+pub mod import;
 pub mod kubeconfig;
 pub mod labels;
 pub mod lifecycle;
+mod lock;
 pub mod plan;
 pub mod progress;
 pub mod runtime;
@@ -60,8 +64,10 @@ pub use bollard;
 pub use cluster::Cluster;
 pub use error::{Error, Result};
 pub use images::ImageSet;
+pub use import::{ImportOptions, ImportWhen, Imported, ImportedImage, NodeImport};
 pub use lifecycle::{ClusterStatus, ClusterSummary, DeleteOptions, DeleteTarget, Deleted};
 pub use progress::{Event, Progress};
+pub use runtime::nodes::{AddNodesOptions, Added, DeleteNodeOptions, NodeDeleted, NodeObject};
 pub use runtime::start::{Changed, LifecycleOptions, NodeChange};
 pub use runtime::{CreateOptions, Created};
 pub use spec::{ClusterSpec, ClusterSpecBuilder, Datastore};

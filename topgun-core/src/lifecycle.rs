@@ -988,7 +988,20 @@ pub async fn delete(
             }
         }
     }
-    let removed = dockerx::remove_by_labels(docker, filters, std::time::Duration::ZERO).await?;
+    let mut removed =
+        dockerx::remove_by_labels(docker, filters.clone(), std::time::Duration::ZERO).await?;
+    if let DeleteTarget::Name(name) = target {
+        // A create of this name may be in flight: what was just removed
+        // makes it fail and roll back; wait for it to exit, then look again.
+        let _lock = crate::lock::ClusterLock::for_delete(
+            &dockerx::docker_host(),
+            name,
+            std::time::Duration::from_secs(600),
+        )
+        .await?;
+        let again = dockerx::remove_by_labels(docker, filters, std::time::Duration::ZERO).await?;
+        removed.absorb(again);
+    }
     if !removed.failed.is_empty() {
         return Err(Error::RemoveIncomplete {
             leftovers: removed.failed,

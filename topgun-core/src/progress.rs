@@ -58,6 +58,41 @@ pub enum Event {
         /// How many containers, volumes and networks were removed.
         count: usize,
     },
+    /// Images to import were exported from the host engine (`docker save`)
+    /// into a temporary file.
+    ImagesExported {
+        /// The images.
+        images: Vec<String>,
+        /// The archive's size.
+        bytes: u64,
+        /// How long the export took.
+        #[serde(serialize_with = "ser_ms")]
+        elapsed: Duration,
+    },
+    /// The image archive was copied into a container: the cluster's images
+    /// volume, or a node.
+    ImagesCopied {
+        /// Where to (`volume <name>` or a container name).
+        to: String,
+        /// The archive's size.
+        bytes: u64,
+        /// How long the copy took.
+        #[serde(serialize_with = "ser_ms")]
+        elapsed: Duration,
+    },
+    /// A node imported the images (`k3s ctr images import`).
+    ImagesImported {
+        /// The container name.
+        node: String,
+        /// How long its import took.
+        #[serde(serialize_with = "ser_ms")]
+        elapsed: Duration,
+    },
+    /// A node does not run; it imports the images when it next starts.
+    ImportAtNextStart {
+        /// The container name.
+        node: String,
+    },
 }
 
 impl fmt::Display for Event {
@@ -74,7 +109,46 @@ impl fmt::Display for Event {
             Event::Warning { message } => write!(f, "warning: {message}"),
             Event::RollingBack { reason } => write!(f, "rolling back: {reason}"),
             Event::Removed { count } => write!(f, "removed {count} resources"),
+            Event::ImagesExported {
+                images,
+                bytes,
+                elapsed,
+            } => write!(
+                f,
+                "exported {} ({}, {:.1}s)",
+                images.join(", "),
+                megabytes(*bytes),
+                elapsed.as_secs_f64()
+            ),
+            Event::ImagesCopied { to, bytes, elapsed } => write!(
+                f,
+                "copied {} to {to} ({:.1}s)",
+                megabytes(*bytes),
+                elapsed.as_secs_f64()
+            ),
+            Event::ImagesImported { node, elapsed } => {
+                write!(
+                    f,
+                    "{node} imported the images ({:.1}s)",
+                    elapsed.as_secs_f64()
+                )
+            }
+            Event::ImportAtNextStart { node } => {
+                write!(
+                    f,
+                    "{node} does not run: it imports the images when it starts"
+                )
+            }
         }
+    }
+}
+
+/// `104.9 MB` (decimal units, one decimal; `18.4 kB` below 0.1 MB).
+pub fn megabytes(bytes: u64) -> String {
+    if bytes < 100_000 {
+        format!("{:.1} kB", bytes as f64 / 1e3)
+    } else {
+        format!("{:.1} MB", bytes as f64 / 1e6)
     }
 }
 

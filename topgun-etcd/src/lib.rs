@@ -5,7 +5,8 @@
 //!
 //! - [`spec`]: what is asked for ([`EtcdClusterSpec`]), checked up front.
 //! - [`plan`]: the pure plan ([`EtcdPlan`]): per member its name, hostname,
-//!   complete etcd argv, files (certificates from topgun-tls), volume and
+//!   complete etcd argv, files (certificates from topgun-tls: a client CA
+//!   for the client port, a separate peer CA for the peer port), volume and
 //!   ports; client certificates for k3s and topgun; the k3s
 //!   [`DatastoreConfig`]. Nothing here talks to Docker: topgun-core runs plans.
 //! - [`health`]: one client per member, a deadline on every request,

@@ -9,6 +9,27 @@
 //! Secrets never appear in argv: the plan passes file paths, and the files
 //! carry the contents. Private keys are [`KeyPem`]s, redacted in `Debug` and
 //! in the plan's `Serialize` output.
+//!
+//! # Two CAs: clients and peers
+//!
+//! With TLS on, a cluster has two certificate authorities ([`EtcdPki`]):
+//!
+//! - the **client CA** ([`EtcdPki::ca`], `ca.crt` in [`PKI_DIR`]) signs each
+//!   member's client-facing server certificate (port 2379) and the client
+//!   certificates of k3s and topgun; members trust it for clients
+//!   (`--trusted-ca-file`), k3s and topgun trust it for the members;
+//! - the **peer CA** ([`EtcdPki::peer_ca`], `peer-ca.crt`) signs only the
+//!   members' peer certificates (port 2380), and members trust only it on the
+//!   peer port (`--peer-trusted-ca-file`).
+//!
+//! So a client certificate — k3s's or topgun's — is refused on the peer port:
+//! it cannot join raft traffic or read the peer API (`/members`, raft
+//! snapshots), and a leaked client key does not make its holder a peer.
+//! Members never receive the peer CA's key, and no client is given the peer
+//! CA. Both kinds of member certificate carry serverAuth and clientAuth (etcd
+//! dials itself through its gateway and dials its peers) and the member's
+//! names: its container name (= hostname), its static address if any,
+//! `localhost` and `127.0.0.1`.
 
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -147,13 +168,20 @@ pub struct MemberPlan {
     pub ports: MemberPorts,
 }
 
-/// The certificates of a cluster: a CA, server and peer certificates per
-/// member, and client certificates for k3s and for topgun.
+/// The certificates of a cluster: a client CA and a separate peer CA, server
+/// and peer certificates per member, and client certificates for k3s and for
+/// topgun (see [the module docs](self#two-cas-clients-and-peers)).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct EtcdPki {
-    /// The CA that signs everything (its key is kept for later issuing).
+    /// The client CA: signs the members' server certificates and the client
+    /// certificates; trusted on the client port (its key is kept for later
+    /// issuing).
     #[serde(serialize_with = "ser_certified")]
     pub ca: CertifiedKey,
+    /// The peer CA: signs only the members' peer certificates; the only CA
+    /// trusted on the peer port (its key is kept for later issuing).
+    #[serde(serialize_with = "ser_certified")]
+    pub peer_ca: CertifiedKey,
     /// Per member, in member order.
     pub members: Vec<MemberPki>,
     /// k3s's client certificate (clientAuth).
@@ -168,37 +196,43 @@ pub struct EtcdPki {
 /// (etcd dials itself through its gateway and dials peers).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct MemberPki {
-    /// Served on the client port.
+    /// Served on the client port; signed by the client CA.
     #[serde(serialize_with = "ser_certified")]
     pub server: CertifiedKey,
-    /// Served and presented on the peer port.
+    /// Served and presented on the peer port; signed by the peer CA.
     #[serde(serialize_with = "ser_certified")]
     pub peer: CertifiedKey,
 }
 
 impl EtcdPki {
-    /// Generates a fresh CA and every certificate `spec` needs. The spec
-    /// must be valid.
+    /// Generates a fresh client CA, a fresh peer CA and every certificate
+    /// `spec` needs. The spec must be valid.
     pub fn generate(spec: &EtcdClusterSpec) -> Result<Self> {
         spec.validate()?;
         let ca = CertificateAuthority::generate(&CaParams::new(format!(
             "topgun-{}-etcd-ca",
             spec.cluster
         )))?;
+        let peer_ca = CertificateAuthority::generate(&CaParams::new(format!(
+            "topgun-{}-etcd-peer-ca",
+            spec.cluster
+        )))?;
         let mut members = Vec::with_capacity(spec.members);
         for index in 0..spec.members {
             let name = spec.member_name(index);
             let sans = member_sans(&name, spec.addresses.get(index).copied());
-            let leaf = |cn: String| {
-                ca.issue(&LeafParams::new(cn, CertUsage::Peer).with_sans(sans.clone()))
+            // serverAuth and clientAuth for both (CertUsage::Peer).
+            let leaf = |by: &CertificateAuthority, cn: String| {
+                by.issue(&LeafParams::new(cn, CertUsage::Peer).with_sans(sans.clone()))
             };
             members.push(MemberPki {
-                server: leaf(name.clone())?,
-                peer: leaf(format!("{name}-peer"))?,
+                server: leaf(&ca, name.clone())?,
+                peer: leaf(&peer_ca, format!("{name}-peer"))?,
             });
         }
         Ok(EtcdPki {
             ca: ca.certified_key().clone(),
+            peer_ca: peer_ca.certified_key().clone(),
             members,
             k3s_client: ca.issue(&LeafParams::new("k3s", CertUsage::Client))?,
             topgun_client: ca.issue(&LeafParams::new("topgun", CertUsage::Client))?,
@@ -323,9 +357,16 @@ impl EtcdPlan {
         self.members.iter().map(|m| m.client_url.clone()).collect()
     }
 
-    /// The CA certificate, PEM; `None` when TLS is off.
+    /// The client CA certificate, PEM (what clients trust for the members'
+    /// client port); `None` when TLS is off.
     pub fn ca_pem(&self) -> Option<&str> {
         self.pki.as_ref().map(|p| p.ca.cert_pem.as_str())
+    }
+
+    /// The peer CA certificate, PEM (what members trust on the peer port);
+    /// `None` when TLS is off.
+    pub fn peer_ca_pem(&self) -> Option<&str> {
+        self.pki.as_ref().map(|p| p.peer_ca.cert_pem.as_str())
     }
 
     /// k3s's client certificate; `None` when TLS is off.
@@ -454,7 +495,10 @@ pub fn plan_with_pki(spec: &EtcdClusterSpec, pki: Option<EtcdPki>) -> Result<Etc
         }
         let mut files = Vec::new();
         if let Some(pki) = &pki {
+            // Clients (port 2379) are checked against the client CA, peers
+            // (port 2380) against the peer CA only.
             let ca = format!("{PKI_DIR}/ca.crt");
+            let peer_ca = format!("{PKI_DIR}/peer-ca.crt");
             let (server_crt, server_key) = (
                 format!("{PKI_DIR}/server.crt"),
                 format!("{PKI_DIR}/server.key"),
@@ -467,7 +511,7 @@ pub fn plan_with_pki(spec: &EtcdClusterSpec, pki: Option<EtcdPki>) -> Result<Etc
                 format!("--cert-file={server_crt}"),
                 format!("--key-file={server_key}"),
                 "--peer-client-cert-auth=true".to_owned(),
-                format!("--peer-trusted-ca-file={ca}"),
+                format!("--peer-trusted-ca-file={peer_ca}"),
                 format!("--peer-cert-file={peer_crt}"),
                 format!("--peer-key-file={peer_key}"),
             ]);
@@ -476,6 +520,7 @@ pub fn plan_with_pki(spec: &EtcdClusterSpec, pki: Option<EtcdPki>) -> Result<Etc
                 PlannedFile::new(ca, FileContents::Public(pki.ca.cert_pem.clone())),
                 PlannedFile::new(server_crt, FileContents::Public(m.server.cert_pem.clone())),
                 PlannedFile::new(server_key, FileContents::Secret(m.server.key_pem.clone())),
+                PlannedFile::new(peer_ca, FileContents::Public(pki.peer_ca.cert_pem.clone())),
                 PlannedFile::new(peer_crt, FileContents::Public(m.peer.cert_pem.clone())),
                 PlannedFile::new(peer_key, FileContents::Secret(m.peer.key_pem.clone())),
             ];
@@ -670,11 +715,32 @@ mod tests {
             .plan()
             .unwrap();
         let ca = parse(plan.ca_pem().unwrap());
+        let peer_ca = parse(plan.peer_ca_pem().unwrap());
+        assert_ne!(ca.subject(), peer_ca.subject());
+        assert_ne!(ca.public_key(), peer_ca.public_key());
+        assert!(peer_ca.is_ca() && ca.is_ca());
         for (i, member) in plan.members.iter().enumerate() {
-            for file in ["server.crt", "peer.crt"] {
+            let contents = |file: &str| {
                 let path = format!("{PKI_DIR}/{file}");
                 let f = member.files.iter().find(|f| f.path == path).unwrap();
-                let cert = parse(std::str::from_utf8(f.contents.expose()).unwrap());
+                std::str::from_utf8(f.contents.expose()).unwrap().to_owned()
+            };
+            // The trust anchors: the client CA for clients, the peer CA for peers.
+            assert_eq!(contents("ca.crt"), plan.ca_pem().unwrap());
+            assert_eq!(contents("peer-ca.crt"), plan.peer_ca_pem().unwrap());
+            for arg in [
+                format!("--trusted-ca-file={PKI_DIR}/ca.crt"),
+                format!("--peer-trusted-ca-file={PKI_DIR}/peer-ca.crt"),
+                "--client-cert-auth=true".to_owned(),
+                "--peer-client-cert-auth=true".to_owned(),
+            ] {
+                assert!(member.args.contains(&arg), "{arg} missing");
+            }
+            for (file, signer, other) in
+                [("server.crt", &ca, &peer_ca), ("peer.crt", &peer_ca, &ca)]
+            {
+                let path = format!("{PKI_DIR}/{file}");
+                let cert = parse(&contents(file));
                 assert_eq!(
                     sans_of(&cert),
                     vec![
@@ -686,8 +752,12 @@ mod tests {
                 );
                 let eku = cert.extended_key_usage().unwrap().unwrap().value;
                 assert!(eku.server_auth && eku.client_auth, "{path}: {eku:?}");
-                assert_eq!(cert.issuer(), ca.subject());
-                assert!(cert.verify_signature(Some(ca.public_key())).is_ok());
+                assert_eq!(cert.issuer(), signer.subject(), "{path}");
+                assert!(cert.verify_signature(Some(signer.public_key())).is_ok());
+                assert!(
+                    cert.verify_signature(Some(other.public_key())).is_err(),
+                    "{path} verifies against the wrong CA"
+                );
             }
         }
         for client in [plan.k3s_client().unwrap(), plan.topgun_client().unwrap()] {
@@ -695,7 +765,12 @@ mod tests {
             let eku = cert.extended_key_usage().unwrap().unwrap().value;
             assert!(eku.client_auth && !eku.server_auth);
             assert!(cert.verify_signature(Some(ca.public_key())).is_ok());
+            // Not a peer: the peer CA did not sign it.
+            assert!(cert.verify_signature(Some(peer_ca.public_key())).is_err());
         }
+        // What k3s and topgun are given trusts the client CA only.
+        let ds = plan.datastore.tls.as_ref().unwrap();
+        assert_eq!(ds.ca_pem, plan.ca_pem().unwrap());
         // Each member has its own certificate.
         assert_ne!(plan.members[0].files[1], plan.members[1].files[1]);
     }
@@ -712,12 +787,13 @@ mod tests {
             .chain(plan.pki.iter().flat_map(|p| {
                 [
                     p.ca.key_pem.expose(),
+                    p.peer_ca.key_pem.expose(),
                     p.k3s_client.key_pem.expose(),
                     p.topgun_client.key_pem.expose(),
                 ]
             }))
             .collect();
-        assert_eq!(keys.len(), 3 * 2 + 3);
+        assert_eq!(keys.len(), 3 * 2 + 4);
         let debug = format!("{plan:?}");
         let json = serde_json::to_string(&plan).unwrap();
         let argv = plan

@@ -193,13 +193,13 @@ impl EtcdClusterSpec {
         }
         let heartbeat = self.heartbeat.unwrap_or(DEFAULT_HEARTBEAT);
         let election = self.election.unwrap_or(DEFAULT_ELECTION);
-        if heartbeat.as_millis() == 0 || heartbeat.subsec_nanos() % 1_000_000 != 0 {
+        if heartbeat.as_millis() == 0 || !heartbeat.subsec_nanos().is_multiple_of(1_000_000) {
             return Err(Error::spec(
                 "heartbeat",
                 "must be a whole number of milliseconds, at least 1 ms",
             ));
         }
-        if election.subsec_nanos() % 1_000_000 != 0 {
+        if !election.subsec_nanos().is_multiple_of(1_000_000) {
             return Err(Error::spec(
                 "election",
                 "must be a whole number of milliseconds",

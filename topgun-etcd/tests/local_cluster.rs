@@ -384,3 +384,225 @@ async fn etcd_client_for(cluster: &LocalCluster) -> etcd_client::Client {
         .await
         .unwrap()
 }
+
+/// Peer traffic is on its own CA: the members form a healthy cluster over
+/// peer TLS with certificates from the peer CA, while a client certificate
+/// (topgun's, signed by the client CA) is refused on the peer port, and the
+/// peer port's certificate is not trusted by the client CA either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peer_port_refuses_client_certificates() {
+    let plan = plan("peerca", 3, true);
+    let (cluster, checker) = start(&plan).await;
+
+    // Both directions of peer TLS work: three members, one cluster, a
+    // leader, writes committed through raft.
+    let report = checker.check().await;
+    assert_healthy(&report, 3);
+    checker.write_probe().await.expect("writes over peer TLS");
+    for i in 0..cluster.len() {
+        let args = cluster.args(i);
+        assert!(
+            args.iter()
+                .any(|a| a.starts_with("--peer-trusted-ca-file=") && a.ends_with("/peer-ca.crt")),
+            "{args:?}"
+        );
+    }
+
+    let pki = plan.pki.as_ref().unwrap();
+    let client = plan.topgun_client().unwrap();
+    let client_identity = (client.cert_pem.as_str(), client.key_pem.expose());
+    let peer = &pki.members[1].peer;
+    let peer_identity = (peer.cert_pem.as_str(), peer.key_pem.expose());
+    let server = &pki.members[1].server;
+    let server_identity = (server.cert_pem.as_str(), server.key_pem.expose());
+
+    for i in 0..cluster.len() {
+        let peer_url = cluster.peer_url(i);
+        let client_url = cluster.endpoint(i);
+
+        // Control: a member's own peer identity reads the peer API.
+        let members = https_get(
+            peer_url,
+            "/members",
+            plan.peer_ca_pem().unwrap(),
+            peer_identity,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{peer_url}/members with a peer certificate: {e}"));
+        assert!(members.starts_with("HTTP/1.1 200"), "{members}");
+        for m in &plan.members {
+            assert!(members.contains(&m.name), "{} missing: {members}", m.name);
+        }
+
+        // topgun's client certificate with the client CA, as topgun would
+        // dial: the handshake fails (the peer port's certificate is not from
+        // the client CA).
+        let err = https_get(
+            peer_url,
+            "/members",
+            plan.ca_pem().unwrap(),
+            client_identity,
+        )
+        .await
+        .expect_err("the peer port answered a client with the client CA");
+        assert!(err.contains("UnknownIssuer"), "{peer_url}: {err}");
+
+        // Even trusting the peer CA, the member refuses the client
+        // certificate: it is not signed by the peer CA.
+        let err = https_get(
+            peer_url,
+            "/members",
+            plan.peer_ca_pem().unwrap(),
+            client_identity,
+        )
+        .await
+        .expect_err("the peer port accepted topgun's client certificate");
+        assert!(
+            err.contains("AlertReceived(BadCertificate)"),
+            "{peer_url}: {err}"
+        );
+        // So is k3s's, and a member's client-port (server) certificate,
+        // which the client CA signed.
+        let k3s = plan.k3s_client().unwrap();
+        for identity in [
+            (k3s.cert_pem.as_str(), k3s.key_pem.expose()),
+            server_identity,
+        ] {
+            let err = https_get(peer_url, "/members", plan.peer_ca_pem().unwrap(), identity)
+                .await
+                .expect_err("the peer port accepted a certificate of the client CA");
+            assert!(
+                err.contains("AlertReceived(BadCertificate)"),
+                "{peer_url}: {err}"
+            );
+        }
+
+        // The client port is unchanged: the client CA and topgun's
+        // certificate (etcd's HTTP API answers /version there).
+        let version = https_get(
+            client_url,
+            "/version",
+            plan.ca_pem().unwrap(),
+            client_identity,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{client_url}/version: {e}"));
+        assert!(version.starts_with("HTTP/1.1 200"), "{version}");
+        // And the client port does not take a peer certificate.
+        let err = https_get(
+            client_url,
+            "/version",
+            plan.ca_pem().unwrap(),
+            peer_identity,
+        )
+        .await
+        .expect_err("the client port accepted a peer certificate");
+        assert!(
+            err.contains("AlertReceived(BadCertificate)"),
+            "{client_url}: {err}"
+        );
+    }
+}
+
+/// The control for the test above: with one CA for everything (topgun's PKI
+/// before the peer CA), the peer port answers `/members` to topgun's client
+/// certificate. So the refusal above is the peer CA's doing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_single_ca_the_peer_port_answers_clients() {
+    let spec = EtcdClusterSpec::new("oneca")
+        .with_members(1)
+        .with_timing(HEARTBEAT, ELECTION);
+    let mut pki = topgun_etcd::EtcdPki::generate(&spec).unwrap();
+    pki.peer_ca = pki.ca.clone();
+    for m in &mut pki.members {
+        m.peer = m.server.clone();
+    }
+    let plan = topgun_etcd::plan_with_pki(&spec, Some(pki)).unwrap();
+    let (cluster, _checker) = start(&plan).await;
+    let client = plan.topgun_client().unwrap();
+    let members = https_get(
+        cluster.peer_url(0),
+        "/members",
+        plan.ca_pem().unwrap(),
+        (client.cert_pem.as_str(), client.key_pem.expose()),
+    )
+    .await
+    .expect("one CA: the peer port answers a client certificate");
+    assert!(members.starts_with("HTTP/1.1 200"), "{members}");
+    assert!(members.contains("topgun-oneca-etcd-0"), "{members}");
+}
+
+/// One HTTP/1.1 GET over TLS (ring, TLS 1.2/1.3) to `url` (an
+/// `https://127.0.0.1:port` URL), trusting only `ca_pem` and presenting
+/// `identity`. The response's head and body, or why there is none. Every
+/// step has a deadline.
+async fn https_get(
+    url: &str,
+    path: &str,
+    ca_pem: &str,
+    identity: (&str, &str),
+) -> Result<String, String> {
+    use std::sync::Arc;
+
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let authority = url.strip_prefix("https://").expect("an https URL");
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let certs = CertificateDer::pem_slice_iter(identity.0.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_slice(identity.1.as_bytes()).unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_client_auth_cert(certs, key)
+    .unwrap();
+    let exchange = async {
+        let tcp = tokio::net::TcpStream::connect(authority)
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
+        let name = ServerName::try_from("127.0.0.1").unwrap();
+        let mut tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+            .connect(name, tcp)
+            .await
+            .map_err(|e| format!("handshake: {e:?}"))?;
+        let request =
+            format!("GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n");
+        tls.write_all(request.as_bytes())
+            .await
+            .map_err(|e| format!("write: {e:?}"))?;
+        // Until the server closes, or says nothing more for a second.
+        let mut response = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            match tokio::time::timeout(Duration::from_secs(1), tls.read(&mut buf)).await {
+                Ok(Ok(0)) => break,
+                Ok(Ok(n)) => response.extend_from_slice(&buf[..n]),
+                // A response, then a close without close_notify.
+                Ok(Err(e))
+                    if e.kind() == std::io::ErrorKind::UnexpectedEof && !response.is_empty() =>
+                {
+                    break;
+                }
+                Ok(Err(e)) => return Err(format!("read: {e:?}")),
+                Err(_) if !response.is_empty() => break,
+                Err(_) => return Err("no response within 1 s".to_owned()),
+            }
+        }
+        if response.is_empty() {
+            return Err("closed without a response".to_owned());
+        }
+        Ok(String::from_utf8_lossy(&response).into_owned())
+    };
+    tokio::time::timeout(Duration::from_secs(5), exchange)
+        .await
+        .map_err(|_| "no answer within 5 s".to_owned())?
+}

@@ -93,6 +93,14 @@ impl EndpointTarget {
             problem: problem.to_owned(),
             fix,
         };
+        if crate::redact::looks_like_pem(input) {
+            return Err(Error::InvalidTarget {
+                what: "endpoint",
+                input: crate::redact::describe_pem(input),
+                problem: "is PEM text (a certificate or key), not an endpoint".to_owned(),
+                fix: "pass HOST:PORT or an https:// URL".to_owned(),
+            });
+        }
         let (authority, default_port) = match input.split_once("://") {
             Some((scheme, rest)) => {
                 if !scheme.eq_ignore_ascii_case("https") {
@@ -181,7 +189,7 @@ pub fn parse_connect_to(input: &str, default_port: u16) -> Result<SocketAddr> {
     }
     Err(Error::InvalidTarget {
         what: "--connect-to address",
-        input: input.to_owned(),
+        input: crate::redact::shown(input).into_owned(),
         problem: "is not an IP address with an optional port".to_owned(),
         fix: "pass the address to dial, e.g. `127.0.0.1:6443` or `[::1]:6443`".to_owned(),
     })
@@ -217,7 +225,9 @@ impl ClientIdentity {
     pub fn from_pem(cert_pem: &[u8], key_pem: &[u8], what: &str) -> Result<Self> {
         let chain = CertificateDer::pem_slice_iter(cert_pem)
             .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(|e| Error::parse(format!("{what} certificate"), e))?;
+            .map_err(|e| {
+                Error::parse(format!("{what} certificate"), crate::redact::pem_error(&e))
+            })?;
         if chain.is_empty() {
             return Err(Error::parse(
                 format!("{what} certificate"),
@@ -225,7 +235,7 @@ impl ClientIdentity {
             ));
         }
         let key = PrivateKeyDer::from_pem_slice(key_pem)
-            .map_err(|e| Error::parse(format!("{what} key"), e))?;
+            .map_err(|e| Error::parse(format!("{what} key"), crate::redact::pem_error(&e)))?;
         let identity = ClientIdentity { chain, key };
         identity.signing_key()?;
         Ok(identity)
@@ -760,5 +770,16 @@ mod tests {
         );
         let err = parse_connect_to("localhost:1", 1).unwrap_err().to_string();
         assert!(err.contains("127.0.0.1:6443"), "{err}");
+    }
+
+    /// Found by `tests/fuzz.rs` (tls::EndpointTarget::parse(keys)): the
+    /// error repeated the input, a key included; so did `--connect-to`'s.
+    #[test]
+    fn fuzz_regression_pem_text_is_not_repeated() {
+        let key = "-----BEGIN PRIVATE KEY-----\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\n-----END PRIVATE KEY-----\n";
+        let m = EndpointTarget::parse(key).unwrap_err().to_string();
+        assert!(!m.contains("AAAAAAAA") && m.contains("is PEM text"), "{m}");
+        let m = parse_connect_to(key, 6443).unwrap_err().to_string();
+        assert!(!m.contains("AAAAAAAA") && m.contains("not shown"), "{m}");
     }
 }

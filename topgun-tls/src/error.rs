@@ -121,6 +121,70 @@ impl Error {
         }
     }
 
+    /// This error with every text that may hold PEM (a key) described
+    /// instead of shown ([`crate::redact::scrub_pem`]), for errors whose
+    /// messages quote values read from a file.
+    pub fn scrub_pem(self) -> Self {
+        use crate::redact::scrub_pem as scrub;
+        match self {
+            Error::InvalidSan {
+                input,
+                problem,
+                fix,
+            } => Error::InvalidSan {
+                input: crate::redact::shown(&input).into_owned(),
+                problem: scrub(&problem),
+                fix: scrub(&fix),
+            },
+            Error::Parse { what, reason } => Error::Parse {
+                what: scrub(&what),
+                reason: scrub(&reason),
+            },
+            Error::InvalidTarget {
+                what,
+                input,
+                problem,
+                fix,
+            } => Error::InvalidTarget {
+                what,
+                input: crate::redact::shown(&input).into_owned(),
+                problem: scrub(&problem),
+                fix: scrub(&fix),
+            },
+            Error::Timeout {
+                action,
+                target,
+                after,
+            } => Error::Timeout {
+                action,
+                target: scrub(&target),
+                after,
+            },
+            Error::Network {
+                action,
+                target,
+                source,
+            } => Error::Network {
+                action,
+                target: scrub(&target),
+                source,
+            },
+            Error::Handshake { target, reason } => Error::Handshake {
+                target: scrub(&target),
+                reason: scrub(&reason),
+            },
+            Error::Config(message) => Error::Config(scrub(&message)),
+            Error::Kubeconfig {
+                source_name,
+                problem,
+            } => Error::Kubeconfig {
+                source_name,
+                problem: scrub(&problem),
+            },
+            other @ (Error::Generate(_) | Error::Io { .. } | Error::AlreadyExists { .. }) => other,
+        }
+    }
+
     pub(crate) fn parse(what: impl Into<String>, reason: impl std::fmt::Display) -> Self {
         Error::Parse {
             what: what.into(),

@@ -170,7 +170,9 @@ pub fn certificates_from_pem_or_der(
     if looks_pem {
         let certs = CertificateDer::pem_slice_iter(bytes)
             .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(|e| Error::parse(what, format!("bad PEM: {e}")))?;
+            .map_err(|e| {
+                Error::parse(what, format!("bad PEM: {}", crate::redact::pem_error(&e)))
+            })?;
         if certs.is_empty() {
             let kinds = pem_labels(bytes);
             return Err(Error::parse(
@@ -207,7 +209,14 @@ fn pem_labels(bytes: &[u8]) -> Vec<String> {
         .lines()
         .filter_map(|l| l.trim().strip_prefix("-----BEGIN "))
         .filter_map(|l| l.strip_suffix("-----"))
-        .map(str::to_owned)
+        // A label with dashes in it is lines run together (maybe a key's).
+        .map(|l| {
+            if l.len() <= 40 && !l.contains("--") {
+                l.to_owned()
+            } else {
+                "a malformed -----BEGIN line".to_owned()
+            }
+        })
         .collect()
 }
 
@@ -442,5 +451,48 @@ mod tests {
     fn formats_times_in_utc() {
         let t = OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
         assert_eq!(format_time(t), "2023-11-14T22:13:20Z");
+    }
+
+    /// Found by `tests/fuzz.rs` (tls::inspect_pem_or_der(keys)): a key whose
+    /// lines were run together made the PEM parser's error repeat the line,
+    /// key and all (as a list of byte values).
+    #[test]
+    fn fuzz_regression_joined_key_lines_are_not_repeated() {
+        let ca = CertificateAuthority::generate(&CaParams::new("test-ca")).unwrap();
+        let body = "MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg";
+        let mut bytes = |key: String| {
+            let bundle = format!("{}{key}", ca.cert_pem());
+            let m = inspect_pem_or_der(bundle.as_bytes())
+                .unwrap_err()
+                .to_string();
+            let numbers = body
+                .bytes()
+                .map(|b| b.to_string())
+                .collect::<Vec<_>>()
+                .join(", ");
+            assert!(!m.contains(body) && !m.contains(&numbers[..40]), "{m}");
+            m
+        };
+        // The BEGIN line joined with the first key line.
+        let m = bytes(format!(
+            "-----BEGIN PRIVATE KEY-----{body}\n-----END PRIVATE KEY-----\n"
+        ));
+        assert!(m.contains("-----BEGIN line is malformed"), "{m}");
+        // Everything on one line.
+        let m = bytes(format!(
+            "-----BEGIN PRIVATE KEY-----{body}-----END PRIVATE KEY-----"
+        ));
+        assert!(m.contains("has no -----END line"), "{m}");
+        // Only a key, lines joined: the labels found are not repeated either.
+        let m = inspect_pem_or_der(
+            format!(
+                "-----BEGIN PRIVATE KEY-----{body}-----END PRIVATE KEY-----\n-----END X-----\n"
+            )
+            .as_bytes(),
+        )
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+        assert!(!m.contains(body), "{m}");
     }
 }

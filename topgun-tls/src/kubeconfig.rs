@@ -222,7 +222,14 @@ impl Kubeconfig {
     /// Resolves `context` (or `current-context`) to everything needed to
     /// connect: server, name to verify, CA, client identity. Files named in
     /// the kubeconfig are read here.
+    ///
+    /// Error messages quote names and values from the kubeconfig; any that
+    /// hold PEM text are described instead of shown.
     pub fn resolve(&self, context: Option<&str>) -> Result<ResolvedContext> {
+        self.resolve_context(context).map_err(Error::scrub_pem)
+    }
+
+    fn resolve_context(&self, context: Option<&str>) -> Result<ResolvedContext> {
         let context_names = || {
             let names: Vec<&str> = self.contexts.iter().map(|c| c.name.as_str()).collect();
             if names.is_empty() {
@@ -598,19 +605,20 @@ async fn check_resolved(
                 .to_owned(),
         );
     }
-    if resolved.client_identity.is_none() && endpoint.client_auth_requested {
-        if let Some(error) = &endpoint.handshake_error {
-            check
-                .notes
-                .retain(|n| !n.starts_with("the server requires a client certificate"));
-            check.push_problem(Problem::new(
-                ProblemKind::ClientCertificateRejected,
-                format!(
-                    "the server requires a client certificate and user {:?} has none: {error}",
-                    resolved.user
-                ),
-            ));
-        }
+    if resolved.client_identity.is_none()
+        && endpoint.client_auth_requested
+        && let Some(error) = &endpoint.handshake_error
+    {
+        check
+            .notes
+            .retain(|n| !n.starts_with("the server requires a client certificate"));
+        check.push_problem(Problem::new(
+            ProblemKind::ClientCertificateRejected,
+            format!(
+                "the server requires a client certificate and user {:?} has none: {error}",
+                resolved.user
+            ),
+        ));
     }
     if resolved.insecure_skip_tls_verify {
         warnings.push(
@@ -745,5 +753,32 @@ preferences: {}
         let debug = format!("{kc:?}");
         assert!(!debug.contains("c2VjcmV0LWtleQ"), "{debug}");
         assert!(debug.contains("<redacted>"));
+    }
+
+    /// Found by `tests/fuzz.rs` (tls::Kubeconfig::from_yaml(keys)): a key
+    /// pasted as `current-context` (or any name) was quoted in full by
+    /// "context ... is not defined".
+    #[test]
+    fn fuzz_regression_names_holding_keys_are_not_shown() {
+        let yaml = "current-context: -----BEGIN PRIVATE KEY----- AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA -----END PRIVATE KEY-----\n";
+        let k = Kubeconfig::from_yaml(yaml).unwrap();
+        let m = k.resolve(None).unwrap_err().to_string();
+        assert!(!m.contains("AAAAAAAA"), "{m}");
+        assert!(
+            m.contains("is not defined") && m.contains("not shown"),
+            "{m}"
+        );
+        // A server URL holding one goes the same way.
+        let yaml = "current-context: c\ncontexts: [{name: c, context: {cluster: k}}]\n\
+                    clusters: [{name: k, cluster: {server: \"-----BEGIN PRIVATE KEY-----\\nAAAAAAAAAAAAAAAAAAAA\\n-----END PRIVATE KEY-----\"}}]\n";
+        let m = Kubeconfig::from_yaml(yaml)
+            .unwrap()
+            .resolve(None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            !m.contains("AAAAAAAA") && m.contains("unusable server"),
+            "{m}"
+        );
     }
 }

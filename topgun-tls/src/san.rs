@@ -81,6 +81,9 @@ pub fn covered_by(sans: &[San], host: &str) -> bool {
 ///
 /// Every item is validated by [`parse_san`]; an empty item is an error.
 pub fn parse_san_list(input: &str) -> Result<Vec<San>> {
+    if crate::redact::looks_like_pem(input) {
+        return Err(pem_refused(input));
+    }
     if looks_like_command(input) {
         // Report the whole string, not its first comma-separated piece.
         return parse_san(input).map(|san| vec![san]);
@@ -94,6 +97,9 @@ pub fn parse_san_list(input: &str) -> Result<Vec<San>> {
 /// Errors name the problem and the fix, for example `k3s server --tls-san
 /// "alien.io"` gives "pass `--tls-san alien.io`".
 pub fn parse_san(input: &str) -> Result<San> {
+    if crate::redact::looks_like_pem(input) {
+        return Err(pem_refused(input));
+    }
     if input.is_empty() {
         return Err(invalid(
             input,
@@ -304,6 +310,16 @@ fn host_of(rest: &str) -> &str {
         return inner.split(']').next().unwrap_or(inner);
     }
     authority.split(':').next().unwrap_or(authority)
+}
+
+/// PEM text (a certificate or a key) where a name belongs: refused without
+/// repeating it.
+fn pem_refused(input: &str) -> Error {
+    Error::InvalidSan {
+        input: crate::redact::describe_pem(input),
+        problem: "is PEM text (a certificate or key), not a name".to_owned(),
+        fix: "pass a host name or an IP address".to_owned(),
+    }
 }
 
 fn invalid(input: &str, problem: &str, fix: &str) -> Error {
@@ -560,5 +576,22 @@ mod tests {
         assert!(!covered_by(&sans, "192.168.1.28"));
         assert!(covered_by(&sans, "127.0.0.1"));
         assert!(covered_by(&sans, "172.20.0.2"));
+    }
+
+    /// Found by `tests/fuzz.rs` (tls::parse_san(keys)): the error repeated
+    /// the whole input, so a key pasted as a SAN was printed back.
+    #[test]
+    fn fuzz_regression_pem_text_is_refused_without_being_shown() {
+        let key = "-----BEGIN PRIVATE KEY-----\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\n-----END PRIVATE KEY-----\n";
+        for err in [
+            parse_san(key).unwrap_err(),
+            parse_san_list(key).unwrap_err(),
+            parse_san_list(&format!("a.example,{key}")).unwrap_err(),
+            parse_san(&key.replace('\n', " ")).unwrap_err(),
+        ] {
+            let m = err.to_string();
+            assert!(!m.contains("AAAAAAAA"), "{m}");
+            assert!(m.contains("is PEM text") && m.contains("not shown"), "{m}");
+        }
     }
 }

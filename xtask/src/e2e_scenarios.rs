@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail, ensure};
 
 use crate::e2e::{Harness, Scenario, docker, has_mode, scratch, stdout_json};
+use crate::e2e_day2::{day2_etcd, day2_reboot_embedded};
 
 /// Every scenario, in the order they run.
 pub fn all() -> Vec<Scenario> {
@@ -21,6 +22,8 @@ pub fn all() -> Vec<Scenario> {
         ("failure-port-taken", failure_port_taken),
         ("failure-readiness-timeout", failure_readiness_timeout),
         ("failure-sigint", failure_sigint),
+        ("day2-etcd", day2_etcd),
+        ("day2-reboot-embedded", day2_reboot_embedded),
     ]
 }
 

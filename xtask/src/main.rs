@@ -10,6 +10,7 @@ mod bench_create;
 mod bench_etcd;
 mod bench_tls;
 mod e2e;
+mod e2e_day2;
 mod e2e_scenarios;
 mod images;
 mod setup;

@@ -4,6 +4,8 @@ use clap::{Parser, Subcommand};
 
 pub mod cluster;
 pub mod etcd;
+pub mod image;
+pub mod node;
 pub mod tls;
 
 /// Highly available k3s clusters in Docker, with external etcd and
@@ -55,6 +57,10 @@ pub enum Command {
     Tls(tls::TlsArgs),
     /// Check an etcd cluster's health and leader, and browse its keys.
     Etcd(etcd::EtcdArgs),
+    /// Copy images from this Docker engine into a cluster's nodes.
+    Image(image::ImageArgs),
+    /// List, add, delete, stop, start and restart a cluster's nodes.
+    Node(node::NodeArgs),
 }
 
 /// Output format for commands that report results.

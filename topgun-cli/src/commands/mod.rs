@@ -9,8 +9,10 @@ use crate::output;
 pub mod create;
 pub mod delete;
 pub mod etcd;
+pub mod image;
 pub mod kubeconfig;
 pub mod list;
+pub mod node;
 pub mod status;
 pub mod stop_start;
 pub mod tls;
@@ -63,6 +65,8 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Kubeconfig(args) => kubeconfig::run(args, &global).await,
             Command::Tls(args) => tls::run(args, &global).await,
             Command::Etcd(args) => etcd::run(args, &global).await,
+            Command::Image(args) => image::run(args, &global).await,
+            Command::Node(args) => node::run(args, &global).await,
         }
     });
     match result {

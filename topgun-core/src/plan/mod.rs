@@ -446,6 +446,155 @@ pub fn plan(spec: &ClusterSpec, ctx: &PlanContext) -> Result<ClusterPlan> {
     Planner::new(spec, ctx)?.plan()
 }
 
+/// The nodes a `node add` creates, planned as the create planned the first
+/// ones, and the load balancer's config once they exist.
+#[derive(Debug, Clone, Serialize)]
+pub struct AddedNodes {
+    /// The new nodes, by index.
+    pub nodes: Vec<NodePlan>,
+    /// The load balancer's haproxy config over the existing and the new
+    /// nodes (`None` without a load balancer). It differs from the current
+    /// one when servers are added, or agents while ports are forwarded.
+    pub haproxy_config: Option<String>,
+    /// Things the user should know.
+    pub warnings: Vec<String>,
+}
+
+impl AddedNodes {
+    /// The host addresses of the new nodes' published ports that have no
+    /// host port yet: what [`PlanContext::host_ports`] must provide.
+    pub fn open_ports(&self) -> Vec<IpAddr> {
+        open_ports(&self.nodes)
+    }
+}
+
+/// Plans the nodes of `role` (server or agent) at `indices` that join the
+/// existing cluster `spec` describes, whose k3s nodes are `existing` (role
+/// and index; etcd members and the load balancer are ignored).
+///
+/// `spec` is the cluster record's spec with index bounds that cover the new
+/// indices ([`ClusterRecord::spec`]), `ctx` the record's token, subnet,
+/// images and privileges with a fresh run id; with topgun's etcd,
+/// `ctx.datastore_files` holds the datastore files read back from an
+/// existing server (`ctx.etcd_pki` is then only needed to plan, and may be
+/// a throwaway one). New servers join through the load balancer (or
+/// server-0 without one); none initialises the embedded store.
+pub fn plan_added_nodes(
+    spec: &ClusterSpec,
+    ctx: &PlanContext,
+    existing: &[(Role, u32)],
+    role: Role,
+    indices: &[u32],
+) -> Result<AddedNodes> {
+    if !matches!(role, Role::Server | Role::Agent) {
+        return Err(Error::invalid(
+            format!("node role {role}"),
+            "cannot be added: only servers and agents join a cluster later",
+            "use --role server or --role agent",
+        ));
+    }
+    let bound = match role {
+        Role::Server => spec.servers,
+        _ => spec.agents,
+    };
+    for &index in indices {
+        if existing.contains(&(role, index)) || index >= bound {
+            return Err(Error::invalid(
+                format!("{role} index {index}"),
+                if index >= bound {
+                    format!("is beyond the spec's {bound} {role}s")
+                } else {
+                    "is taken by an existing node".to_owned()
+                },
+                "new nodes take the indices after the highest existing one",
+            ));
+        }
+    }
+    let mut planner = Planner::new(spec, ctx)?;
+    planner.adding = true;
+    let mut nodes = indices
+        .iter()
+        .map(|&i| planner.k3s_node(role, i))
+        .collect::<Result<Vec<_>>>()?;
+    pin_ports(&mut nodes, &ctx.host_ports);
+    let mut all: Vec<(Role, u32)> = existing.to_vec();
+    all.extend(indices.iter().map(|&i| (role, i)));
+    Ok(AddedNodes {
+        nodes,
+        haproxy_config: haproxy_config_for(spec, &ctx.subnet, &all),
+        warnings: planner.warnings,
+    })
+}
+
+/// The load balancer's haproxy config once the node `role`-`index` is
+/// deleted from the cluster whose k3s nodes are `existing`: the pure
+/// counterpart of `node delete` (`None` without a load balancer).
+pub fn haproxy_config_without(
+    spec: &ClusterSpec,
+    subnet: &Subnet,
+    existing: &[(Role, u32)],
+    role: Role,
+    index: u32,
+) -> Option<String> {
+    let left: Vec<(Role, u32)> = existing
+        .iter()
+        .copied()
+        .filter(|n| *n != (role, index))
+        .collect();
+    haproxy_config_for(spec, subnet, &left)
+}
+
+/// The load balancer's haproxy config for a cluster whose k3s nodes are
+/// `nodes` (role and index; others are ignored): the API over the servers,
+/// each port the load balancer publishes over every k3s node. `None`
+/// without a load balancer.
+pub fn haproxy_config_for(
+    spec: &ClusterSpec,
+    subnet: &Subnet,
+    nodes: &[(Role, u32)],
+) -> Option<String> {
+    if !spec.loadbalancer.enabled {
+        return None;
+    }
+    let lower = spec.name.lowercase();
+    let backends = |role: Role| -> Vec<loadbalancer::Backend> {
+        let mut indices: Vec<u32> = nodes.iter().filter(|n| n.0 == role).map(|n| n.1).collect();
+        indices.sort_unstable();
+        indices.dedup();
+        indices
+            .into_iter()
+            .map(|i| loadbalancer::Backend {
+                name: node_name(&lower, role, i),
+                ip: node_ip(subnet, role, i),
+            })
+            .collect()
+    };
+    let servers = backends(Role::Server);
+    let mut all_nodes = servers.clone();
+    all_nodes.extend(backends(Role::Agent));
+    let default_port = spec.default_port_filter();
+    let mut forwards: Vec<u16> = spec
+        .ports
+        .iter()
+        .filter(|p| {
+            p.value.protocol == Protocol::Tcp
+                && p.filter
+                    .as_ref()
+                    .unwrap_or(&default_port)
+                    .matches(Role::LoadBalancer, 0)
+        })
+        .map(|p| p.value.container_port)
+        .collect();
+    forwards.sort_unstable();
+    forwards.dedup();
+    Some(loadbalancer::haproxy_config(
+        spec.name.as_str(),
+        &servers,
+        &all_nodes,
+        &forwards,
+    ))
+}
+
 struct Planner<'a> {
     spec: &'a ClusterSpec,
     ctx: &'a PlanContext,
@@ -1088,28 +1237,12 @@ impl<'a> Planner<'a> {
         let ip = node_ip(&self.ctx.subnet, Role::LoadBalancer, 0);
         let image = self.ctx.images.loadbalancer.clone();
         let (user_mounts, env, user_ports) = self.user_extras(Role::LoadBalancer, 0);
-        let servers: Vec<loadbalancer::Backend> = (0..spec.servers)
-            .map(|i| loadbalancer::Backend {
-                name: node_name(&lower, Role::Server, i),
-                ip: node_ip(&self.ctx.subnet, Role::Server, i),
-            })
+        let k3s_nodes: Vec<(Role, u32)> = (0..spec.servers)
+            .map(|i| (Role::Server, i))
+            .chain((0..spec.agents).map(|i| (Role::Agent, i)))
             .collect();
-        let mut all_nodes = servers.clone();
-        all_nodes.extend((0..spec.agents).map(|i| loadbalancer::Backend {
-            name: node_name(&lower, Role::Agent, i),
-            ip: node_ip(&self.ctx.subnet, Role::Agent, i),
-        }));
-        let forwards: Vec<u16> = {
-            let mut f: Vec<u16> = user_ports
-                .iter()
-                .filter(|p| p.1 == Protocol::Tcp)
-                .map(|p| p.0)
-                .collect();
-            f.sort_unstable();
-            f.dedup();
-            f
-        };
-        let config = loadbalancer::haproxy_config(self.name, &servers, &all_nodes, &forwards);
+        let config = haproxy_config_for(spec, &self.ctx.subnet, &k3s_nodes)
+            .expect("a load balancer is planned only when it is enabled");
         let paths = self.declared_volumes(&image, &[]);
         let mut mounts = self.node_volumes(&name, Role::LoadBalancer, &paths);
         mounts.extend(user_mounts);

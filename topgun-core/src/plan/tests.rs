@@ -350,3 +350,233 @@ fn every_published_port_is_pinned_from_the_context() {
         Some("8080")
     );
 }
+
+/// A context for nodes added to a cluster made with `ctx(spec)`: another run
+/// id, and with topgun's etcd the datastore files "read back" from a server.
+fn added_ctx(spec: &ClusterSpec) -> PlanContext {
+    let mut c = ctx(spec);
+    c.run_id = "fedcba9876543210".to_owned();
+    if matches!(spec.datastore, Datastore::Etcd(_)) {
+        let throwaway = plan(spec, &c).unwrap();
+        let server = throwaway
+            .nodes
+            .iter()
+            .find(|n| n.role == Role::Server)
+            .unwrap();
+        c.datastore_files = Some(
+            server
+                .files
+                .iter()
+                .filter(|f| f.path.starts_with(DATASTORE_DIR))
+                .map(|f| PlannedFile {
+                    path: f.path.clone(),
+                    mode: f.mode,
+                    contents: if f.contents.is_secret() {
+                        FileContents::Secret(KeyPem::new("READ BACK KEY".to_owned()))
+                    } else {
+                        FileContents::Public(format!("READ BACK {}", f.path))
+                    },
+                })
+                .collect(),
+        );
+    }
+    c
+}
+
+fn k3s_nodes(servers: u32, agents: u32) -> Vec<(Role, u32)> {
+    (0..servers)
+        .map(|i| (Role::Server, i))
+        .chain((0..agents).map(|i| (Role::Agent, i)))
+        .collect()
+}
+
+fn added_spec_etcd(agents: u32) -> ClusterSpec {
+    ClusterSpec::builder("topgun")
+        .servers(3)
+        .agents(agents)
+        .datastore(Datastore::etcd(3))
+        .tls_san("192.168.1.28")
+        .k3s_arg("--disable=traefik@server:*")
+        .env("HTTP_PROXY=http://proxy:3128@agent:*")
+        .port("8080:80@loadbalancer")
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn added_agents_on_etcd() {
+    // Created with 2 agents; the record's spec with bounds for 2 more.
+    let spec = added_spec_etcd(4);
+    let added = plan_added_nodes(
+        &spec,
+        &added_ctx(&spec),
+        &k3s_nodes(3, 2),
+        Role::Agent,
+        &[2, 3],
+    )
+    .unwrap();
+    snapshot_added("plan_added_agents_etcd", &added);
+}
+
+#[test]
+fn added_server_embedded() {
+    let spec = ClusterSpec::builder("Demo")
+        .servers(4)
+        .api("127.0.0.1:6550")
+        .build()
+        .unwrap();
+    let added = plan_added_nodes(
+        &spec,
+        &added_ctx(&spec),
+        &k3s_nodes(3, 0),
+        Role::Server,
+        &[3],
+    )
+    .unwrap();
+    snapshot_added("plan_added_server_embedded", &added);
+}
+
+fn snapshot_added(name: &str, added: &AddedNodes) {
+    let mut settings = insta::Settings::clone_current();
+    settings.set_sort_maps(true);
+    settings.set_snapshot_path("snapshots");
+    settings.set_prepend_module_to_snapshot(false);
+    settings.add_filter(
+        r"dev\.topgun\.version: \S+",
+        "dev.topgun.version: [version]",
+    );
+    // The haproxy config as lines, to be read in the snapshot.
+    #[derive(Serialize)]
+    struct Shown<'a> {
+        nodes: &'a [NodePlan],
+        haproxy_config: Option<Vec<&'a str>>,
+        warnings: &'a [String],
+    }
+    let shown = Shown {
+        nodes: &added.nodes,
+        haproxy_config: added.haproxy_config.as_deref().map(|c| c.lines().collect()),
+        warnings: &added.warnings,
+    };
+    settings.bind(|| insta::assert_yaml_snapshot!(name, shown));
+}
+
+#[test]
+fn added_servers_follow_the_cluster_and_join_through_the_load_balancer() {
+    let spec = added_spec_etcd(2);
+    let spec = ClusterSpec { servers: 5, ..spec };
+    let c = added_ctx(&spec);
+    let added = plan_added_nodes(&spec, &c, &k3s_nodes(3, 2), Role::Server, &[3, 4]).unwrap();
+    let names: Vec<&str> = added.nodes.iter().map(|n| n.name.as_str()).collect();
+    assert_eq!(names, ["topgun-topgun-server-3", "topgun-topgun-server-4"]);
+    let created = plan(&spec, &ctx(&spec)).unwrap();
+    let like = created.node("topgun-topgun-server-1").unwrap();
+    for n in &added.nodes {
+        assert_eq!(n.ip, node_ip(&c.subnet, Role::Server, n.index));
+        // The same argv and environment as the servers made by create.
+        assert_eq!(n.body.cmd, like.body.cmd, "{}", n.name);
+        assert_eq!(env_of(n), env_of(like), "{}", n.name);
+        assert_eq!(n.body.image, like.body.image);
+        let labels = n.body.labels.as_ref().unwrap();
+        assert_eq!(labels[labels::RUN], "fedcba9876543210");
+        // The datastore files are the ones read back, never new ones.
+        let datastore: Vec<&PlannedFile> = n
+            .files
+            .iter()
+            .filter(|f| f.path.starts_with(DATASTORE_DIR))
+            .collect();
+        assert_eq!(datastore.len(), 3);
+        for f in datastore {
+            let text = String::from_utf8_lossy(f.contents.expose()).into_owned();
+            assert!(text.starts_with("READ BACK"), "{}: {text}", f.path);
+            assert_eq!(f.contents.is_secret(), f.path.ends_with(".key"));
+        }
+        assert!(n.volumes.iter().all(|v| v.name.starts_with(&n.name)));
+    }
+    let cfg = added.haproxy_config.as_deref().unwrap();
+    for i in 0..5 {
+        assert!(
+            cfg.contains(&format!(
+                "server topgun-topgun-server-{i} 172.28.0.2{i}:6443 check"
+            )),
+            "{cfg}"
+        );
+    }
+    // Forwarded ports go to every k3s node, old and new.
+    assert!(
+        cfg.contains("server topgun-topgun-server-4 172.28.0.24:80 check"),
+        "{cfg}"
+    );
+    assert!(
+        cfg.contains("server topgun-topgun-agent-1 172.28.0.131:80 check"),
+        "{cfg}"
+    );
+
+    // Embedded: a new server joins through the load balancer, never
+    // initialises the store.
+    let spec = ClusterSpec::builder("emb").servers(4).build().unwrap();
+    let added = plan_added_nodes(
+        &spec,
+        &added_ctx(&spec),
+        &k3s_nodes(3, 0),
+        Role::Server,
+        &[3],
+    )
+    .unwrap();
+    let n = &added.nodes[0];
+    assert!(env_of(n).contains(&"K3S_URL=https://topgun-emb-lb:6443".to_owned()));
+    assert!(
+        !n.body
+            .cmd
+            .as_ref()
+            .unwrap()
+            .contains(&"--cluster-init".to_owned())
+    );
+}
+
+#[test]
+fn added_nodes_take_free_indices_of_servers_and_agents_only() {
+    let spec = added_spec_etcd(4);
+    let c = added_ctx(&spec);
+    let existing = k3s_nodes(3, 2);
+    for (role, indices) in [
+        (Role::Agent, vec![1]),
+        (Role::Agent, vec![4]),
+        (Role::Etcd, vec![3]),
+        (Role::LoadBalancer, vec![0]),
+    ] {
+        let err = plan_added_nodes(&spec, &c, &existing, role, &indices).unwrap_err();
+        assert!(
+            matches!(err, Error::InvalidSpec { .. }),
+            "{role} {indices:?}: {err}"
+        );
+    }
+}
+
+#[test]
+fn a_deleted_node_leaves_the_load_balancer() {
+    let spec = added_spec_etcd(2);
+    let subnet = Subnet::parse("172.28.0.0/24").unwrap();
+    let existing = k3s_nodes(3, 2);
+    let all = haproxy_config_for(&spec, &subnet, &existing).unwrap();
+    let created = plan(&spec, &ctx(&spec)).unwrap();
+    let lb = created.node("topgun-topgun-lb").unwrap();
+    assert_eq!(all.as_bytes(), lb.files[0].contents.expose());
+
+    let without = haproxy_config_without(&spec, &subnet, &existing, Role::Server, 1).unwrap();
+    assert!(!without.contains("topgun-topgun-server-1 "), "{without}");
+    assert!(without.contains("server topgun-topgun-server-2 172.28.0.22:6443 check"));
+    // The agent stays in the forwarded port's backend.
+    assert!(without.contains("server topgun-topgun-agent-0 172.28.0.130:80 check"));
+    let without = haproxy_config_without(&spec, &subnet, &existing, Role::Agent, 0).unwrap();
+    assert!(!without.contains("topgun-topgun-agent-0 "), "{without}");
+    assert!(without.contains("server topgun-topgun-server-1 172.28.0.21:6443 check"));
+
+    let no_lb = ClusterSpec::builder("solo")
+        .loadbalancer(false)
+        .build()
+        .unwrap();
+    assert_eq!(
+        haproxy_config_without(&no_lb, &subnet, &existing, Role::Agent, 0),
+        None
+    );
+}

@@ -16,6 +16,7 @@
 //! removed, found by its run label, unless the spec says `no_rollback`.
 
 pub(crate) mod logs;
+pub mod nodes;
 pub(crate) mod prepare;
 pub mod start;
 
@@ -192,6 +193,8 @@ where
     F: Future<Output = ()>,
 {
     spec.validate()?;
+    // Held until the create has succeeded or rolled back (see `lock`).
+    let _lock = crate::lock::ClusterLock::for_create(&dockerx::docker_host(), spec.name.as_str())?;
     tokio::pin!(cancel);
     let prepared = tokio::select! {
         r = prepare::prepare(docker, spec) => r?,
@@ -207,11 +210,37 @@ where
         used: prepared.used,
         auto_subnet: prepared.auto_subnet,
         timings: Default::default(),
+        in_progress: Default::default(),
         made: tokio::sync::watch::Sender::new(0),
     };
+    let total = spec.timeouts.total;
+    let deadline = async {
+        match total {
+            Some(t) => tokio::time::sleep(t).await,
+            None => std::future::pending().await,
+        }
+    };
+    let in_progress = run.in_progress.clone();
     let result = tokio::select! {
         r = run.execute() => r,
         () = &mut cancel => Err(Error::Cancelled),
+        () = deadline => {
+            let phases: Vec<&str> = in_progress
+                .lock()
+                .expect("not poisoned")
+                .iter()
+                .map(|p| p.describe())
+                .collect();
+            Err(Error::Timeout {
+                node: format!("cluster {}", spec.name),
+                waiting_for: format!(
+                    "the create did not finish within the timeout given; it was still at: {}",
+                    if phases.is_empty() { "preparing".to_owned() } else { phases.join(", ") }
+                ),
+                after: total.unwrap_or_default(),
+                last_logs: Vec::new(),
+            })
+        }
     };
     let error = match result {
         Ok(created) => return Ok(created),
@@ -283,6 +312,8 @@ struct Run<'a> {
     used: Vec<Subnet>,
     auto_subnet: bool,
     timings: std::sync::Mutex<Vec<(PhaseKind, Duration)>>,
+    /// The phases started and not yet done (for a timeout's message).
+    in_progress: std::sync::Arc<std::sync::Mutex<Vec<PhaseKind>>>,
     /// How many nodes exist, counted in plan order.
     made: tokio::sync::watch::Sender<usize>,
 }
@@ -293,6 +324,7 @@ impl Run<'_> {
     }
 
     fn phase_started(&self, phase: PhaseKind, nodes: &[String]) -> Instant {
+        self.in_progress.lock().expect("not poisoned").push(phase);
         self.emit(Event::PhaseStarted {
             phase,
             nodes: nodes.to_vec(),
@@ -301,6 +333,10 @@ impl Run<'_> {
     }
 
     fn phase_done(&self, phase: PhaseKind, started: Instant) {
+        self.in_progress
+            .lock()
+            .expect("not poisoned")
+            .retain(|p| *p != phase);
         let elapsed = started.elapsed();
         self.timings
             .lock()

@@ -147,7 +147,7 @@ pub(crate) async fn check_name_free(docker: &Docker, name: &str) -> Result<()> {
     let by_label = docker::label_filters(&[(labels::CLUSTER, name)]);
     let prefix = format!("topgun-{name}-");
     let net = network_name(name);
-    let (labelled, named, networks, volumes) = tokio::try_join!(
+    let (labelled, named, networks, volumes, named_volumes) = tokio::try_join!(
         docker::containers(docker, by_label.clone()),
         docker::containers(
             docker,
@@ -158,6 +158,10 @@ pub(crate) async fn check_name_free(docker: &Docker, name: &str) -> Result<()> {
             HashMap::from([("name".to_owned(), vec![net.clone()])])
         ),
         docker::volumes(docker, by_label),
+        docker::volumes(
+            docker,
+            HashMap::from([("name".to_owned(), vec![prefix.clone()])])
+        ),
     )?;
     let mut resources: Vec<String> = Vec::new();
     for c in labelled.iter().chain(named.iter()) {
@@ -180,6 +184,28 @@ pub(crate) async fn check_name_free(docker: &Docker, name: &str) -> Result<()> {
     if !volumes.is_empty() {
         resources.push(format!("{} volume(s)", volumes.len()));
     }
+    // Volumes named like this cluster's, whoever made them: topgun never
+    // mounts a volume it did not make in this run.
+    let foreign: Vec<String> = named_volumes
+        .iter()
+        .filter(|v| v.labels.get(labels::CLUSTER).map(String::as_str) != Some(name))
+        .filter(|v| is_volume_name(name, &v.name))
+        .map(|v| v.name.clone())
+        .collect();
+    if resources.is_empty() && !foreign.is_empty() {
+        return Err(Error::invalid(
+            format!("cluster name {name:?}"),
+            format!(
+                "is taken by volumes topgun did not make: {}",
+                foreign.join(", ")
+            ),
+            format!(
+                "remove them yourself if they are not needed (`docker volume rm {}`), or pick \
+                 another name; topgun never mounts or removes what it did not make",
+                foreign.join(" ")
+            ),
+        ));
+    }
     if resources.is_empty() {
         Ok(())
     } else {
@@ -188,6 +214,29 @@ pub(crate) async fn check_name_free(docker: &Docker, name: &str) -> Result<()> {
             name: name.to_owned(),
             resources,
         })
+    }
+}
+
+/// Whether `volume` is named like a volume of cluster `name`: its images
+/// volume, or `<node name>-<path>` of one of its nodes.
+fn is_volume_name(name: &str, volume: &str) -> bool {
+    if volume == crate::plan::images_volume_name(name) {
+        return true;
+    }
+    let Some(rest) = volume.strip_prefix(&format!("topgun-{name}-")) else {
+        return false;
+    };
+    if rest.starts_with("lb-") {
+        return true;
+    }
+    let mut parts = rest.splitn(3, '-');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(role), Some(index), Some(_)) => {
+            matches!(role, "server" | "agent" | "etcd")
+                && !index.is_empty()
+                && index.chars().all(|c| c.is_ascii_digit())
+        }
+        _ => false,
     }
 }
 
@@ -402,6 +451,16 @@ mod tests {
         assert!(!is_node_name("demo", "topgun-demo-x-lb"));
         assert!(!is_node_name("demo", "topgun-demo-server-"));
         assert!(!is_node_name("demo", "topgun-demox-server-0"));
+    }
+
+    #[test]
+    fn volume_names_of_a_cluster_and_not_of_another() {
+        assert!(is_volume_name("demo", "topgun-demo-server-0-var-log"));
+        assert!(is_volume_name("demo", "topgun-demo-images"));
+        assert!(is_volume_name("demo", "topgun-demo-lb-root"));
+        assert!(!is_volume_name("demo", "topgun-demo-x-server-0-var-log"));
+        assert!(!is_volume_name("demo", "topgun-demox-server-0-var-log"));
+        assert!(!is_volume_name("demo", "topgun-demo-server-0"));
     }
 
     #[test]

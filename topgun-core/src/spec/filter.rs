@@ -304,6 +304,16 @@ pub struct Filtered<T> {
 impl<T: FilteredValue> Filtered<T> {
     /// Parses `VALUE[@FILTER]`, splitting at the last `@`.
     pub fn parse(input: &str) -> Result<Self> {
+        if input.ends_with('@') {
+            return Err(Error::invalid(
+                format!("{} {input:?}", T::WHAT),
+                "ends with '@' but names no nodes",
+                format!(
+                    "add a filter after '@' (e.g. `@{}`), or remove the '@'",
+                    T::DEFAULT_FILTER_HINT
+                ),
+            ));
+        }
         let (value, filter) = match input.rsplit_once('@') {
             Some((value, suffix)) if looks_like_filter(suffix) => {
                 let filter = NodeFilter::parse(suffix).map_err(|e| match e {

@@ -145,8 +145,17 @@ impl Default for ApiEndpoint {
 }
 
 impl ApiEndpoint {
-    /// Parses `[HOST:]PORT`, `HOST` or `[IPV6]:PORT`.
+    /// Parses `[HOST:]PORT`, `HOST:` (a free port on HOST) or
+    /// `[IPV6]:[PORT]`. A bare host is refused: it reads like a port was
+    /// forgotten.
     pub fn parse(s: &str) -> Result<Self> {
+        let no_port = |h: &str| {
+            Error::invalid(
+                format!("API address {s:?}"),
+                "has a host but no port",
+                format!("write `{h}:6443` for a port, or `{h}:` to get a free one"),
+            )
+        };
         let bad_host = |h: &str| {
             Error::invalid(
                 format!("API address {s:?}"),
@@ -158,8 +167,9 @@ impl ApiEndpoint {
             let (host, port) = inner.split_once(']').ok_or_else(|| bad_host(s))?;
             let host: IpAddr = host.parse().map_err(|_| bad_host(host))?;
             let port = match port.strip_prefix(':') {
+                Some("") => None,
                 Some(p) => Some(filter::parse_port("API port", p)?),
-                None if port.is_empty() => None,
+                None if port.is_empty() => return Err(no_port(&format!("[{host}]"))),
                 None => return Err(bad_host(s)),
             };
             return Ok(ApiEndpoint { host, port });
@@ -171,12 +181,12 @@ impl ApiEndpoint {
                     ..Default::default()
                 });
             }
-            let host = s.parse().map_err(|_| bad_host(s))?;
-            return Ok(ApiEndpoint { host, port: None });
+            let _: IpAddr = s.parse().map_err(|_| bad_host(s))?;
+            return Err(no_port(s));
         }
-        if let Ok(host) = s.parse::<IpAddr>() {
+        if s.parse::<IpAddr>().is_ok() {
             // A bare IPv6 address.
-            return Ok(ApiEndpoint { host, port: None });
+            return Err(no_port(&format!("[{s}]")));
         }
         let (host, port) = s.rsplit_once(':').expect("contains ':'");
         let host = host.parse().map_err(|_| bad_host(host))?;
@@ -202,15 +212,17 @@ impl ApiEndpoint {
     }
 }
 
+/// `HOST:PORT`, or `HOST:` for a free port: the form
+/// [`ApiEndpoint::parse`] reads.
 impl fmt::Display for ApiEndpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let host = match self.host {
-            IpAddr::V6(h) => format!("[{h}]"),
-            IpAddr::V4(h) => h.to_string(),
-        };
+        match self.host {
+            IpAddr::V6(h) => write!(f, "[{h}]:")?,
+            IpAddr::V4(h) => write!(f, "{h}:")?,
+        }
         match self.port {
-            Some(p) => write!(f, "{host}:{p}"),
-            None => write!(f, "{host}:<free port>"),
+            Some(p) => write!(f, "{p}"),
+            None => Ok(()),
         }
     }
 }
@@ -357,6 +369,27 @@ impl Subnet {
                 )
             })?;
         let subnet = Subnet { base, prefix };
+        let reserved = [
+            ("127.0.0.0/8", "loopback"),
+            ("169.254.0.0/16", "link-local"),
+            ("224.0.0.0/4", "multicast"),
+            ("240.0.0.0/4", "reserved"),
+            ("0.0.0.0/8", "\"this network\""),
+        ];
+        for (range, kind) in reserved {
+            let (ip, len) = range.split_once('/').expect("a CIDR");
+            let other = Subnet {
+                base: ip.parse().expect("an address"),
+                prefix: len.parse().expect("a prefix"),
+            };
+            if subnet.overlaps(&other) {
+                return Err(Error::invalid(
+                    what(),
+                    format!("overlaps the {kind} range {range}, which a bridge network cannot use"),
+                    "use a private range such as 172.28.5.0/24, or leave it out to get a free one",
+                ));
+            }
+        }
         if subnet.network() != base {
             return Err(Error::invalid(
                 what(),
@@ -441,6 +474,16 @@ pub struct Timeouts {
     /// The API through the load balancer until `/readyz` answers ok.
     #[serde(default = "Timeouts::default_api", deserialize_with = "de_duration")]
     pub api: Duration,
+    /// The whole create, from its first Docker call to success; `None`:
+    /// only the phases are bounded.
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    pub total: Option<Duration>,
+}
+
+fn de_opt_duration<'de, D: Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<Duration>, D::Error> {
+    de_duration(d).map(Some)
 }
 
 impl Timeouts {
@@ -457,13 +500,14 @@ impl Timeouts {
         Duration::from_secs(60)
     }
 
-    /// Every phase with the same timeout.
+    /// Every phase, and the whole create, bounded by `timeout`.
     pub fn all(timeout: Duration) -> Self {
         Timeouts {
             etcd: timeout,
             server: timeout,
             agent: timeout,
             api: timeout,
+            total: Some(timeout),
         }
     }
 }
@@ -475,6 +519,7 @@ impl Default for Timeouts {
             server: Timeouts::default_server(),
             agent: Timeouts::default_agent(),
             api: Timeouts::default_api(),
+            total: None,
         }
     }
 }
@@ -576,8 +621,14 @@ impl ClusterSpec {
     }
 
     /// Reads a spec from YAML. Unknown fields are errors that name the line.
-    /// `origin` names the source in messages (a path, or `<string>`).
+    /// `origin` names the source in messages (a path, or `<string>`). Text
+    /// nested deeper than [`MAX_YAML_DEPTH`] or with aliases is refused
+    /// before it is parsed.
     pub fn from_yaml(text: &str, origin: &Path) -> Result<Self> {
+        check_yaml_shape(text).map_err(|message| Error::Config {
+            path: origin.to_owned(),
+            message,
+        })?;
         let spec: ClusterSpec = serde_norway::from_str(text).map_err(|e| Error::Config {
             path: origin.to_owned(),
             message: yaml_message(&e),
@@ -585,9 +636,10 @@ impl ClusterSpec {
         Ok(spec)
     }
 
-    /// Reads a spec from a YAML file; see [`ClusterSpec::from_yaml`].
+    /// Reads a spec from a YAML file of at most [`MAX_CONFIG_BYTES`]; see
+    /// [`ClusterSpec::from_yaml`].
     pub fn from_yaml_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io("cannot read", path, e))?;
+        let text = read_bounded(path, MAX_CONFIG_BYTES)?;
         ClusterSpec::from_yaml(&text, path)
     }
 
@@ -857,6 +909,101 @@ fn describe_port(p: &PortMapping) -> String {
 
 /// The YAML parser's message. serde_norway puts "at line L column C" in it;
 /// make sure it is there even when an error has only a location.
+/// The largest config file topgun reads.
+pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+/// The deepest nesting a config file may have.
+pub const MAX_YAML_DEPTH: usize = 32;
+
+/// Reads a text file of at most `max` bytes; a larger one, a device or a
+/// FIFO is refused without reading it whole.
+pub fn read_bounded(path: &Path, max: u64) -> Result<String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| Error::io("cannot read", path, e))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| Error::io("cannot read", path, e))?;
+    if !meta.is_file() {
+        return Err(Error::invalid(
+            format!("file {}", path.display()),
+            "is not a regular file (a device, FIFO or directory)",
+            "give a regular file",
+        ));
+    }
+    let mut bytes = Vec::new();
+    file.take(max + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::io("cannot read", path, e))?;
+    if bytes.len() as u64 > max {
+        return Err(Error::invalid(
+            format!("file {}", path.display()),
+            format!("is larger than {} KiB", max / 1024),
+            "give the right file; config files are small",
+        ));
+    }
+    String::from_utf8(bytes).map_err(|_| {
+        Error::invalid(
+            format!("file {}", path.display()),
+            "is not UTF-8 text",
+            "give a YAML text file",
+        )
+    })
+}
+
+/// Refuses YAML that nests deeper than [`MAX_YAML_DEPTH`] (flow brackets or
+/// indentation) or uses aliases (`*name`, which can expand exponentially):
+/// checked on the text, before the parser sees it.
+fn check_yaml_shape(text: &str) -> std::result::Result<(), String> {
+    let mut depth: usize = 0;
+    let mut quote: Option<char> = None;
+    for (n, line) in text.lines().enumerate() {
+        let content = line.trim_start();
+        if quote.is_none() && (content.starts_with('#') || content.is_empty()) {
+            continue;
+        }
+        let indent = (line.len() - content.len()) / 2;
+        if indent > MAX_YAML_DEPTH {
+            return Err(format!(
+                "line {}: nested deeper than {MAX_YAML_DEPTH} levels",
+                n + 1
+            ));
+        }
+        let mut prev = ' ';
+        for c in content.chars() {
+            match (quote, c) {
+                (Some(q), c) if c == q => quote = None,
+                (Some(_), _) => {}
+                (None, '"' | '\'') => quote = Some(c),
+                (None, '#') if prev == ' ' => break,
+                (None, '[' | '{') => {
+                    depth += 1;
+                    if depth > MAX_YAML_DEPTH {
+                        return Err(format!(
+                            "line {}: nested deeper than {MAX_YAML_DEPTH} levels",
+                            n + 1
+                        ));
+                    }
+                }
+                (None, ']' | '}') => depth = depth.saturating_sub(1),
+                (None, '*') if prev == ' ' || prev == '[' => {
+                    return Err(format!(
+                        "line {}: YAML aliases (`*name`) are not accepted in a config file; write \
+                         the value out",
+                        n + 1
+                    ));
+                }
+                _ => {}
+            }
+            prev = c;
+        }
+        // Plain scalars do not continue quotes across lines in config files
+        // topgun reads; a stray quote ends with its line.
+        if quote == Some('\'') {
+            quote = None;
+        }
+    }
+    Ok(())
+}
+
 fn yaml_message(e: &serde_norway::Error) -> String {
     // The parser quotes the value it choked on: never a key, at most a
     // short excerpt.

@@ -122,13 +122,7 @@ impl ClusterRecord {
                     endpoint: e.endpoint.expose().to_owned(),
                 },
             },
-            api: match spec.api.port {
-                Some(_) => spec.api.to_string(),
-                None => match spec.api.host {
-                    std::net::IpAddr::V6(h) => format!("[{h}]"),
-                    h => h.to_string(),
-                },
-            },
+            api: spec.api.to_string(),
             tls_san: spec.tls_san.0.iter().map(ToString::to_string).collect(),
             token: token.expose().to_owned(),
             k3s_args: filtered(&spec.k3s_args),
@@ -240,6 +234,7 @@ impl ClusterRecord {
                 server,
                 agent,
                 api,
+                total: None,
             },
             no_rollback: false,
             init: self.init,

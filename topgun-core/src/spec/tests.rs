@@ -62,6 +62,9 @@ fn api_ports() {
         ("127.0.0.1:70000", "out of range"),
         ("localhost:6443", "not an IP address"),
         ("127.0.0.1:http", "not a port number"),
+        ("10.99.99.99", "no port"),
+        ("::1", "no port"),
+        ("[::1]", "no port"),
     ];
     for (input, expected) in cases {
         let err = err_of(ClusterSpec::builder("a").api(input).build());
@@ -70,7 +73,8 @@ fn api_ports() {
     let ok = [
         ("6550", "127.0.0.1", Some(6550)),
         ("192.168.1.28:6550", "192.168.1.28", Some(6550)),
-        ("192.168.1.28", "192.168.1.28", None),
+        ("192.168.1.28:", "192.168.1.28", None),
+        ("[::1]:", "::1", None),
         ("[::1]:6550", "::1", Some(6550)),
         ("0.0.0.0:6550", "0.0.0.0", Some(6550)),
     ];
@@ -336,4 +340,74 @@ fn subnets() {
             .contains("write 172.28.5.0/24")
     );
     assert!(Subnet::parse("172.28.5.0/25").is_err());
+}
+
+#[test]
+fn subnets_a_bridge_cannot_use_are_refused() {
+    for (subnet, kind) in [
+        ("127.0.0.0/24", "loopback"),
+        ("169.254.3.0/24", "link-local"),
+        ("224.1.0.0/16", "multicast"),
+        ("0.0.0.0/8", "this network"),
+    ] {
+        let err = err_of(ClusterSpec::builder("a").subnet(subnet).build());
+        assert!(err.contains(kind), "{subnet}: {err}");
+    }
+    ClusterSpec::builder("a")
+        .subnet("172.28.5.0/24")
+        .build()
+        .unwrap();
+}
+
+#[test]
+fn deep_or_aliased_yaml_and_big_files_are_refused_before_parsing() {
+    let origin = Path::new("c.yaml");
+    let deep = format!(
+        "name: a\nenv: {}{}\n",
+        "[".repeat(100_000),
+        "]".repeat(100_000)
+    );
+    let started = std::time::Instant::now();
+    let err = ClusterSpec::from_yaml(&deep, origin)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("nested deeper"), "{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(1));
+    let laughs = "a: &a [x, x]\nb: &b [*a, *a]\nc: [*b, *b]\nname: a\n";
+    let err = ClusterSpec::from_yaml(laughs, origin)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("aliases"), "{err}");
+    // Filters with `*` are not aliases.
+    ClusterSpec::from_yaml(
+        "name: a\nk3s-args:\n  - --disable=traefik@server:*\n",
+        origin,
+    )
+    .unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big.yaml");
+    std::fs::write(&big, "#".repeat(2 * 1024 * 1024)).unwrap();
+    let err = ClusterSpec::from_yaml_file(&big).unwrap_err().to_string();
+    assert!(err.contains("larger than"), "{err}");
+    let err = ClusterSpec::from_yaml_file(Path::new("/dev/zero"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("not a regular file"), "{err}");
+}
+
+#[test]
+fn an_empty_filter_is_refused_everywhere_a_filter_is_taken() {
+    let err = err_of(
+        ClusterSpec::builder("a")
+            .k3s_arg("--disable=traefik@")
+            .build(),
+    );
+    assert!(err.contains("names no nodes"), "{err}");
+    let err = err_of(ClusterSpec::builder("a").env("A=b@").build());
+    assert!(err.contains("names no nodes"), "{err}");
+    let err = err_of(ClusterSpec::builder("a").port("8080:80@").build());
+    assert!(err.contains("names no nodes"), "{err}");
+    let err = err_of(ClusterSpec::builder("a").volume("/a:/b@").build());
+    assert!(err.contains("names no nodes"), "{err}");
 }

@@ -1,16 +1,15 @@
 //! `k3s agent`: a worker node that joins through `K3S_URL`.
 
-use std::time::Duration;
-
 use hyper::{Method, StatusCode};
 
+use crate::backoff::Backoff;
 use crate::client::{self, ServerUrl};
 use crate::config::AgentConfig;
 use crate::log;
 use crate::netinfo;
 use crate::nodes::NodeReport;
 use crate::registry::NODES_PATH;
-use crate::server::heartbeat_loop;
+use crate::server::{heartbeat_loop, preload_images};
 use crate::token::Token;
 
 /// Runs an agent until the process is signalled.
@@ -35,10 +34,12 @@ pub async fn run(cfg: AgentConfig) {
         addresses: netinfo::node_ips(&cfg.common.node_ips),
         server: false,
         etcd: false,
+        images: Vec::new(),
     };
 
     // Like k3s: fetch the CA (checked against a K10 token), then prove the
-    // token; retry until the server is there.
+    // token; retry, with back-off and forever, until the server is there.
+    let mut backoff = Backoff::new();
     let tls = loop {
         match connect(&url, &token, &report).await {
             Ok(tls) => break tls,
@@ -46,13 +47,14 @@ pub async fn run(cfg: AgentConfig) {
                 log::info(format!(
                     "Waiting to retrieve agent configuration; server is not ready: {e}"
                 ));
-                tokio::time::sleep(Duration::from_secs(2)).await;
+                backoff.wait().await;
             }
         }
     };
     log::info("Containerd is now running");
+    preload_images(&cfg.common.data_dir).await;
     let password = token.password.clone();
-    heartbeat_loop(report, move |r| {
+    heartbeat_loop(report, cfg.common.data_dir.clone(), move |r| {
         let (url, tls, password) = (url.clone(), tls.clone(), password.clone());
         async move { post(&url, tls, &password, &r).await }
     })
@@ -86,12 +88,13 @@ async fn connect(
     Ok(tls)
 }
 
+/// Posts a heartbeat; true if it created the node.
 async fn post(
     url: &ServerUrl,
     tls: std::sync::Arc<rustls::ClientConfig>,
     password: &crate::config::Secret,
     report: &NodeReport,
-) -> Result<(), String> {
+) -> Result<bool, String> {
     let body = serde_json::to_vec(report).map_err(|e| e.to_string())?;
     let (status, body) = client::request(
         url,
@@ -103,7 +106,10 @@ async fn post(
     )
     .await?;
     match status {
-        s if s.is_success() => Ok(()),
+        s if s.is_success() => Ok(serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v.get("created").and_then(serde_json::Value::as_bool))
+            .unwrap_or(false)),
         StatusCode::UNAUTHORIZED => Err(format!(
             "{url}{NODES_PATH}: 401 Unauthorized (is the token right?)"
         )),

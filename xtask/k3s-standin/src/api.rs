@@ -214,7 +214,7 @@ async fn handle(req: Request<Incoming>, state: &ApiState, authenticated: bool) -
                 return text(StatusCode::BAD_REQUEST, format!("{e}\n"));
             }
             return match state.registry.heartbeat(&report).await {
-                Ok(()) => json_resp(StatusCode::OK, &json!({})),
+                Ok(created) => json_resp(StatusCode::OK, &json!({"created": created})),
                 Err(e) => text(
                     StatusCode::SERVICE_UNAVAILABLE,
                     format!("storing node status: {e}\n"),
@@ -230,6 +230,17 @@ async fn handle(req: Request<Incoming>, state: &ApiState, authenticated: bool) -
                 Err(e) => text(StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")),
             };
         }
+        (Method::DELETE, p) if p.starts_with(&format!("{NODES_PATH}/")) => {
+            if basic_user(&req, &state.password).as_deref() != Some("server") {
+                return unauthorized_basic();
+            }
+            let name = &p[NODES_PATH.len() + 1..];
+            return match state.registry.delete(name).await {
+                Ok(Some(node)) => json_resp(StatusCode::OK, &node),
+                Ok(None) => text(StatusCode::NOT_FOUND, "node not found\n"),
+                Err(e) => text(StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")),
+            };
+        }
         _ => {}
     }
     if path.starts_with("/v1-k3s/") {
@@ -238,11 +249,21 @@ async fn handle(req: Request<Incoming>, state: &ApiState, authenticated: bool) -
     if !authenticated {
         return status(StatusCode::UNAUTHORIZED, "Unauthorized", "Unauthorized");
     }
+    if method == Method::DELETE {
+        return match path.trim_end_matches('/').strip_prefix("/api/v1/nodes/") {
+            Some(name) if !name.is_empty() && !name.contains('/') => delete_node(state, name).await,
+            _ => status(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "MethodNotAllowed",
+                "the k3s stand-in deletes only nodes",
+            ),
+        };
+    }
     if method != Method::GET && method != Method::HEAD {
         return status(
             StatusCode::METHOD_NOT_ALLOWED,
             "MethodNotAllowed",
-            "the k3s stand-in serves only reads of nodes",
+            "the k3s stand-in serves only reads and deletes of nodes",
         );
     }
     let verbose = query
@@ -270,7 +291,7 @@ async fn handle(req: Request<Incoming>, state: &ApiState, authenticated: bool) -
                 "groupVersion": "v1",
                 "resources": [
                     {"name": "nodes", "singularName": "node", "namespaced": false, "kind": "Node",
-                     "verbs": ["get", "list"], "shortNames": ["no"]},
+                     "verbs": ["delete", "get", "list"], "shortNames": ["no"]},
                     {"name": "nodes/status", "singularName": "", "namespaced": false, "kind": "Node",
                      "verbs": ["get"]},
                 ],
@@ -282,7 +303,10 @@ async fn handle(req: Request<Incoming>, state: &ApiState, authenticated: bool) -
                 .get(ACCEPT)
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|v| v.contains("as=Table"));
-            list_nodes(state, wants_table).await
+            match field_selector(&query) {
+                Ok(selector) => list_nodes(state, wants_table, selector).await,
+                Err(e) => status(StatusCode::BAD_REQUEST, "BadRequest", &e),
+            }
         }
         p => match p.strip_prefix("/api/v1/nodes/") {
             Some(rest) => {
@@ -354,7 +378,116 @@ pub fn version_info() -> Value {
     })
 }
 
-async fn list_nodes(state: &ApiState, table: bool) -> Resp {
+/// Decodes `%XX` and `+` in a query value.
+fn percent_decode(s: &str) -> String {
+    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = match bytes.get(i..i + 3) {
+            Some([b'%', h, l]) => hex(*h).zip(hex(*l)).map(|(h, l)| h * 16 + l),
+            _ => None,
+        };
+        match (escaped, bytes[i]) {
+            (Some(b), _) => {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+            (None, b'+') => out.push(b' '),
+            (None, b) => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A `fieldSelector` on nodes: the API server supports `metadata.name`
+/// (`=`, `==`, `!=`) on every resource; kubectl uses it to wait for a
+/// deletion. `(name, equal)` pairs; other fields are a 400, as for nodes
+/// the stand-in has no other field labels.
+type Selector = Vec<(String, bool)>;
+
+fn field_selector(query: &str) -> Result<Selector, String> {
+    let mut out = Vec::new();
+    for pair in query.split('&') {
+        let Some(value) = pair.strip_prefix("fieldSelector=") else {
+            continue;
+        };
+        for term in percent_decode(value).split(',').filter(|t| !t.is_empty()) {
+            let (field, value, equal) = if let Some((f, v)) = term.split_once("!=") {
+                (f, v, false)
+            } else if let Some((f, v)) = term.split_once("==") {
+                (f, v, true)
+            } else if let Some((f, v)) = term.split_once('=') {
+                (f, v, true)
+            } else {
+                return Err(format!(
+                    "invalid selector: '{term}'; can't understand '{term}'"
+                ));
+            };
+            if field.trim() != "metadata.name" {
+                return Err(format!("field label not supported: {}", field.trim()));
+            }
+            out.push((value.trim().to_owned(), equal));
+        }
+    }
+    Ok(out)
+}
+
+fn selected(node: &Value, selector: &Selector) -> bool {
+    let name = node
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    selector.iter().all(|(v, equal)| (name == v) == *equal)
+}
+
+async fn delete_node(state: &ApiState, name: &str) -> Resp {
+    match state.registry.delete(name).await {
+        // As the API server answers a delete that needs no finalizing: a
+        // success Status naming the object and its uid.
+        Ok(Some(node)) => json_resp(
+            StatusCode::OK,
+            &json!({
+                "kind": "Status",
+                "apiVersion": "v1",
+                "metadata": {},
+                "status": "Success",
+                "details": {
+                    "name": name,
+                    "kind": "nodes",
+                    "uid": node.pointer("/metadata/uid").cloned().unwrap_or(Value::Null),
+                },
+            }),
+        ),
+        Ok(None) => not_found(name),
+        Err(e) => status(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalError",
+            &format!("etcd: {e}"),
+        ),
+    }
+}
+
+fn not_found(name: &str) -> Resp {
+    json_resp(
+        StatusCode::NOT_FOUND,
+        &json!({
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": format!("nodes \"{name}\" not found"),
+            "reason": "NotFound",
+            "details": {"name": name, "kind": "nodes"},
+            "code": 404,
+        }),
+    )
+}
+
+async fn list_nodes(state: &ApiState, table: bool, selector: Selector) -> Resp {
     let (items, rv) = match state.registry.nodes().await {
         Ok(r) => r,
         Err(e) => {
@@ -366,7 +499,11 @@ async fn list_nodes(state: &ApiState, table: bool) -> Resp {
         }
     };
     let now = OffsetDateTime::now_utc();
-    let items: Vec<Value> = items.into_iter().map(|n| nodes::observe(n, now)).collect();
+    let items: Vec<Value> = items
+        .into_iter()
+        .filter(|n| selected(n, &selector))
+        .map(|n| nodes::observe(n, now))
+        .collect();
     if table {
         json_resp(StatusCode::OK, &nodes::node_table(&items, &rv, now))
     } else {
@@ -393,18 +530,33 @@ async fn get_node(state: &ApiState, name: &str) -> Resp {
             StatusCode::OK,
             &nodes::observe(n, OffsetDateTime::now_utc()),
         ),
-        None => json_resp(
-            StatusCode::NOT_FOUND,
-            &json!({
-                "kind": "Status",
-                "apiVersion": "v1",
-                "metadata": {},
-                "status": "Failure",
-                "message": format!("nodes \"{name}\" not found"),
-                "reason": "NotFound",
-                "details": {"name": name, "kind": "nodes"},
-                "code": 404,
-            }),
-        ),
+        None => not_found(name),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn field_selectors_as_kubectl_sends_them() {
+        assert_eq!(
+            percent_decode("metadata.name%3Dagent-0"),
+            "metadata.name=agent-0"
+        );
+        assert_eq!(percent_decode("a+b%2"), "a b%2");
+        let sel = field_selector("limit=500&fieldSelector=metadata.name%3Dagent-0").unwrap();
+        assert_eq!(sel, vec![("agent-0".to_owned(), true)]);
+        let node = |n: &str| json!({"metadata": {"name": n}});
+        assert!(selected(&node("agent-0"), &sel));
+        assert!(!selected(&node("server-0"), &sel));
+        let not = field_selector("fieldSelector=metadata.name!%3Dagent-0").unwrap();
+        assert!(selected(&node("server-0"), &not));
+        assert!(field_selector("").unwrap().is_empty());
+        assert!(
+            field_selector("fieldSelector=spec.unschedulable%3Dtrue")
+                .unwrap_err()
+                .contains("field label not supported")
+        );
     }
 }

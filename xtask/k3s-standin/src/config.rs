@@ -51,6 +51,9 @@ pub enum Command {
     Version,
     /// `k3s` or `k3s help`
     Help,
+    /// `k3s ctr ...`: the arguments after `ctr`, unparsed (k3s hands them
+    /// to containerd's `ctr` as they are).
+    Ctr(Vec<String>),
     /// A k3s subcommand the stand-in does not emulate (`kubectl`, `crictl`, ...).
     NotEmulated(String),
 }
@@ -203,6 +206,7 @@ pub fn parse(args: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<Co
         }
         "version" => Ok(Command::Version),
         "help" => Ok(Command::Help),
+        "ctr" => Ok(Command::Ctr(args[pos + 1..].to_vec())),
         other => Ok(Command::NotEmulated(other.to_owned())),
     }
 }
@@ -527,6 +531,9 @@ mod tests {
         assert!(matches!(parse(&[], &no_env).unwrap(), Command::Help));
         assert!(
             matches!(parse(&args("kubectl get nodes"), &no_env).unwrap(), Command::NotEmulated(c) if c == "kubectl")
+        );
+        assert!(
+            matches!(parse(&args("ctr -n k8s.io images import -"), &no_env).unwrap(), Command::Ctr(a) if a == args("-n k8s.io images import -"))
         );
     }
 

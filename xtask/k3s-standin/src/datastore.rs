@@ -5,8 +5,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use etcd_client::{
-    Certificate, Client, Compare, CompareOp, ConnectOptions, GetOptions, Identity, TlsOptions, Txn,
-    TxnOp,
+    Certificate, Client, Compare, CompareOp, ConnectOptions, DeleteOptions, GetOptions, Identity,
+    TlsOptions, Txn, TxnOp,
 };
 use serde_json::Value;
 use time::OffsetDateTime;
@@ -232,39 +232,72 @@ impl Etcd {
         }
         // Another server created it first: use theirs.
         for op in resp.op_responses() {
-            if let etcd_client::TxnOpResponse::Get(get) = op {
-                if let Some(kv) = get.kvs().first() {
+            if let etcd_client::TxnOpResponse::Get(get) = op
+                && let Some(kv) = get.kvs().first() {
                     let text = String::from_utf8_lossy(kv.value()).into_owned();
                     return BootstrapData::decrypt(&text, &token.password)
                         .map(|d| (d, false))
                         .map_err(|_| BootstrapError::DifferentToken);
                 }
-            }
         }
         Err(other(
             "bootstrap data vanished while it was being created".into(),
         ))
     }
 
-    /// Records a heartbeat of `report` under `/registry/minions/<name>`.
-    pub async fn heartbeat(&self, report: &NodeReport) -> Result<(), String> {
+    /// Records a heartbeat of `report` under `/registry/minions/<name>`;
+    /// true if it created the node. The write is a transaction on the
+    /// revision read, so a node deleted meanwhile is created anew (with a
+    /// new uid) rather than resurrected with its old identity.
+    pub async fn heartbeat(&self, report: &NodeReport) -> Result<bool, String> {
         let key = format!("{MINIONS_PREFIX}{}", report.name);
         let key = key.as_str();
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let resp = self
+                .rpc(|mut c| async move { c.get(key, None).await })
+                .await?;
+            let kv = resp.kvs().first();
+            let previous: Option<Value> = kv.and_then(|kv| serde_json::from_slice(kv.value()).ok());
+            let guard = match kv {
+                Some(kv) => Compare::mod_revision(key, CompareOp::Equal, kv.mod_revision()),
+                None => Compare::create_revision(key, CompareOp::Equal, 0),
+            };
+            let node = nodes::heartbeat(report, previous.as_ref(), OffsetDateTime::now_utc());
+            let value = serde_json::to_vec(&node).map_err(|e| e.to_string())?;
+            let txn = Txn::new()
+                .when([guard])
+                .and_then([TxnOp::put(key, value, None)]);
+            let resp = self
+                .rpc(|mut c| {
+                    let txn = txn.clone();
+                    async move { c.txn(txn).await }
+                })
+                .await?;
+            if resp.succeeded() {
+                return Ok(previous.is_none());
+            }
+            if attempts >= 3 {
+                return Err(format!("{key} keeps changing concurrently"));
+            }
+        }
+    }
+
+    /// Deletes `/registry/minions/<name>`; the deleted object, if any.
+    pub async fn delete_node(&self, name: &str) -> Result<Option<Value>, String> {
+        let key = format!("{MINIONS_PREFIX}{name}");
+        let key = key.as_str();
         let resp = self
-            .rpc(|mut c| async move { c.get(key, None).await })
+            .rpc(|mut c| async move {
+                c.delete(key, Some(DeleteOptions::new().with_prev_key()))
+                    .await
+            })
             .await?;
-        let previous: Option<Value> = resp
-            .kvs()
+        Ok(resp
+            .prev_kvs()
             .first()
-            .and_then(|kv| serde_json::from_slice(kv.value()).ok());
-        let node = nodes::heartbeat(report, previous.as_ref(), OffsetDateTime::now_utc());
-        let value = serde_json::to_vec(&node).map_err(|e| e.to_string())?;
-        self.rpc(|mut c| {
-            let value = value.clone();
-            async move { c.put(key, value, None).await }
-        })
-        .await
-        .map(|_| ())
+            .map(|kv| serde_json::from_slice(kv.value()).unwrap_or(Value::Null)))
     }
 
     /// All nodes, with the revision the read saw.

@@ -4,17 +4,23 @@
 //! line and environment, the shared cluster CA (bootstrap data in the
 //! external etcd, or fetched from the init server), the serving
 //! certificate's SANs, the kubeconfig, the readiness log lines, `/readyz`
-//! and the slice of the Kubernetes API that `kubectl get nodes` needs, and
-//! node registration with heartbeats. See README.md for what it does not do.
+//! and the slice of the Kubernetes API that `kubectl get nodes` and
+//! `kubectl delete node` need, node registration with heartbeats, state
+//! kept under the data dir across restarts, and images (`k3s ctr images`,
+//! the air-gap images directory, `status.images`). See README.md for what
+//! it does not do.
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod agent;
 mod api;
+mod backoff;
 mod certs;
 mod client;
 mod config;
+mod ctr;
 mod datastore;
+mod images;
 mod log;
 mod netinfo;
 mod nodes;
@@ -34,6 +40,7 @@ const HELP: &str = "k3s stand-in (topgun tests only): plays k3s at the interface
 USAGE:
    k3s server [flags]    run a control-plane node
    k3s agent [flags]     run a worker node (needs --server/K3S_URL and --token/K3S_TOKEN)
+   k3s ctr images import|ls|rm ...   the node's images (see k3s ctr --help)
    k3s --version
 
 FLAGS (others are accepted and ignored):
@@ -48,6 +55,12 @@ FLAGS (others are accepted and ignored):
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    // Like k3s's multi-call binary: run as `ctr` (a link named so, as
+    // rancher/k3s has in /bin), it is `k3s ctr`.
+    let program = std::env::args_os().next().unwrap_or_default();
+    if std::path::Path::new(&program).file_name() == Some(std::ffi::OsStr::new("ctr")) {
+        std::process::exit(ctr::run(&args, &|k| std::env::var(k).ok()));
+    }
     let command = match config::parse(&args, &|k| std::env::var(k).ok()) {
         Ok(c) => c,
         Err(e) => log::fatal(e),
@@ -58,8 +71,9 @@ fn main() {
             println!("go version none (the k3s stand-in is written in Rust)");
         }
         Command::Help => print!("{HELP}"),
+        Command::Ctr(args) => std::process::exit(ctr::run(&args, &|k| std::env::var(k).ok())),
         Command::NotEmulated(sub) => log::fatal(format!(
-            "k3s {sub} is not emulated by the k3s stand-in (only server, agent and --version are)"
+            "k3s {sub} is not emulated by the k3s stand-in (only server, agent, ctr images and --version are)"
         )),
         Command::Server(cfg) => run(server::run(*cfg)),
         Command::Agent(cfg) => run(agent::run(cfg)),

@@ -38,12 +38,11 @@ pub fn node_ips(overrides: &[IpAddr]) -> Vec<IpAddr> {
     if let Ok(text) = std::fs::read_to_string("/proc/net/if_inet6") {
         ips.extend(global_ipv6s(&text).into_iter().map(IpAddr::V6));
     }
-    if let Some(primary) = default_route_source() {
-        if let Some(pos) = ips.iter().position(|ip| *ip == primary) {
+    if let Some(primary) = default_route_source()
+        && let Some(pos) = ips.iter().position(|ip| *ip == primary) {
             ips.remove(pos);
             ips.insert(0, primary);
         }
-    }
     if ips.is_empty() {
         ips.push(IpAddr::V4(Ipv4Addr::LOCALHOST));
     }
@@ -70,13 +69,11 @@ pub fn local_ipv4s(fib_trie: &str) -> Vec<Ipv4Addr> {
         let t = line.trim();
         if let Some(addr) = t.strip_prefix("|-- ") {
             last = addr.trim().parse().ok();
-        } else if t.starts_with("/32 host LOCAL") {
-            if let Some(ip) = last {
-                if !ip.is_loopback() && !out.contains(&ip) {
+        } else if t.starts_with("/32 host LOCAL")
+            && let Some(ip) = last
+                && !ip.is_loopback() && !out.contains(&ip) {
                     out.push(ip);
                 }
-            }
-        }
     }
     out
 }

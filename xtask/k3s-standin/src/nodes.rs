@@ -29,6 +29,20 @@ pub struct NodeReport {
     pub server: bool,
     /// Whether the node runs the embedded etcd (etcd role).
     pub etcd: bool,
+    /// The images in the node's container runtime, as the kubelet reports
+    /// them (`status.images`).
+    #[serde(default)]
+    pub images: Vec<NodeImage>,
+}
+
+/// One entry of a Node's `status.images`, as the kubelet reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeImage {
+    /// Repo digests, then repo tags (at most five).
+    pub names: Vec<String>,
+    /// The image's size in bytes.
+    #[serde(rename = "sizeBytes")]
+    pub size_bytes: u64,
 }
 
 /// The RFC 3339 form Kubernetes uses (seconds precision, UTC).
@@ -111,7 +125,7 @@ pub fn heartbeat(report: &NodeReport, previous: Option<&Value>, now: OffsetDateT
         .collect();
     addresses.push(json!({"type": "Hostname", "address": report.hostname}));
     let internal_ips: Vec<String> = report.addresses.iter().map(|ip| ip.to_string()).collect();
-    json!({
+    let mut node = json!({
         "kind": "Node",
         "apiVersion": "v1",
         "metadata": {
@@ -151,7 +165,29 @@ pub fn heartbeat(report: &NodeReport, previous: Option<&Value>, now: OffsetDateT
                 "bootID": "",
             },
         },
-    })
+    });
+    // Like the kubelet: `images` is left out when there are none.
+    if !report.images.is_empty() {
+        node["status"]["images"] = json!(report.images);
+    }
+    node
+}
+
+/// Whether two Node objects differ at most in their heartbeat times.
+pub fn same_but_heartbeat(a: &Value, b: &Value) -> bool {
+    fn strip(v: &Value) -> Value {
+        let mut v = v.clone();
+        if let Some(conds) = v
+            .pointer_mut("/status/conditions")
+            .and_then(Value::as_array_mut)
+        {
+            for c in conds.iter_mut().filter_map(Value::as_object_mut) {
+                c.remove("lastHeartbeatTime");
+            }
+        }
+        v
+    }
+    strip(a) == strip(b)
 }
 
 fn kernel_version() -> String {
@@ -376,6 +412,7 @@ mod tests {
             addresses: vec!["172.18.0.3".parse().unwrap()],
             server,
             etcd: false,
+            images: vec![],
         }
     }
 
@@ -411,6 +448,34 @@ mod tests {
             "2024-05-01T10:01:00Z"
         );
         assert_eq!(ready_status(&again, t1), "True");
+    }
+
+    #[test]
+    fn images_in_status_and_heartbeat_only_changes() {
+        let t0 = datetime!(2024-05-01 10:00:00 UTC);
+        let plain = heartbeat(&report(false), None, t0);
+        assert!(plain.pointer("/status/images").is_none());
+        let later = heartbeat(
+            &report(false),
+            Some(&plain),
+            t0 + time::Duration::seconds(2),
+        );
+        assert!(same_but_heartbeat(&plain, &later));
+        let mut with_images = report(false);
+        with_images.images = vec![NodeImage {
+            names: vec![
+                "docker.io/library/busybox@sha256:ab".into(),
+                "docker.io/library/busybox:latest".into(),
+            ],
+            size_bytes: 2048,
+        }];
+        let node = heartbeat(&with_images, Some(&plain), t0 + time::Duration::seconds(4));
+        assert_eq!(
+            node.pointer("/status/images/0/names/1").unwrap(),
+            "docker.io/library/busybox:latest"
+        );
+        assert_eq!(node.pointer("/status/images/0/sizeBytes").unwrap(), 2048);
+        assert!(!same_but_heartbeat(&plain, &node));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! `k3s server`: one control-plane node.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -9,18 +9,20 @@ use hyper::{Method, StatusCode};
 use tokio::net::TcpListener;
 
 use crate::api::{self, ApiState};
+use crate::backoff::Backoff;
 use crate::certs;
 use crate::client::{self, ServerUrl};
 use crate::config::{Secret, ServerConfig};
 use crate::datastore::{self, BootstrapError, Endpoint, Etcd};
+use crate::images;
 use crate::log;
 use crate::netinfo;
 use crate::nodes::{HEARTBEAT_INTERVAL_SECS, NodeReport};
-use crate::registry::Registry;
+use crate::registry::{Local, Registry, STORE_FILE};
 use crate::token::{BootstrapData, CaPem, Token};
 
 /// How long a server keeps retrying an unreachable datastore or init
-/// server before it gives up with a fatal error, unless
+/// server (with [`Backoff`]) before it gives up with a fatal error, unless
 /// [`STARTUP_TIMEOUT_ENV`] says otherwise.
 const STARTUP_DEADLINE: Duration = Duration::from_secs(90);
 /// Stand-in only: the startup retry deadline in seconds (for tests).
@@ -33,7 +35,7 @@ fn startup_deadline() -> Duration {
         .map(Duration::from_secs)
         .unwrap_or(STARTUP_DEADLINE)
 }
-/// Pause between retries.
+/// Pause between retries of an external datastore.
 const RETRY_PAUSE: Duration = Duration::from_secs(2);
 
 /// Where the cluster state lives.
@@ -110,17 +112,22 @@ pub async fn run(cfg: ServerConfig) {
             (data, Registry::Etcd(Box::new(etcd)))
         }
         Mode::EmbeddedInit | Mode::Single => {
-            let data = match load_local_bootstrap(&server_dir) {
-                Some(d) => {
-                    log::info("Using the cluster CAs from the data directory");
-                    d
-                }
-                None => BootstrapData::generate().unwrap_or_else(|e| log::fatal(prefix(e))),
-            };
-            (data, Registry::local())
+            let (data, store) = open_embedded_store(&cfg.common.data_dir, &server_dir, &token);
+            (data, Registry::from_local(store))
         }
         Mode::EmbeddedJoin(url) => {
-            let data = bootstrap_from_server(url, &token).await;
+            // A server that joined before starts from what it saved, as a
+            // k3s server restarts from its own etcd member; the init
+            // server need not be up yet.
+            let data = match joined_before(&server_dir, &token) {
+                Some(d) => {
+                    log::info(format!(
+                        "Using the cluster CAs from the data directory (joined {url} before)"
+                    ));
+                    d
+                }
+                None => bootstrap_from_server(url, &token).await,
+            };
             let tls =
                 client::trusting(&data.server_ca.cert).unwrap_or_else(|e| log::fatal(prefix(e)));
             (
@@ -179,6 +186,7 @@ pub async fn run(cfg: ServerConfig) {
         advertise: format!("{}:{}", node_ips[0], cfg.https_port),
     });
     tokio::spawn(api::serve(listener, acceptor, state));
+    registry.spawn_flusher();
     log::info(format!(
         "Listening on {addr} (supervisor and emulated Kubernetes API)"
     ));
@@ -206,12 +214,16 @@ pub async fn run(cfg: ServerConfig) {
 
     log::info("Waiting for API server to become available");
     let started = Instant::now();
+    let mut backoff = Backoff::new();
     loop {
         match registry.check().await {
             Ok(()) => break,
             Err(e) if started.elapsed() < startup_deadline() => {
                 log::info(format!("Failed to test data store connection: {e}"));
-                tokio::time::sleep(RETRY_PAUSE).await;
+                match mode {
+                    Mode::EmbeddedJoin(_) => backoff.wait().await,
+                    _ => tokio::time::sleep(RETRY_PAUSE).await,
+                }
             }
             Err(e) => log::fatal(prefix(format!("data store unavailable: {e}"))),
         }
@@ -225,20 +237,34 @@ pub async fn run(cfg: ServerConfig) {
         addresses: node_ips,
         server: true,
         etcd: matches!(mode, Mode::EmbeddedInit | Mode::EmbeddedJoin(_)),
+        images: Vec::new(),
     };
     log::info("Containerd is now running");
-    heartbeat_loop(report, move |r| {
+    preload_images(&cfg.common.data_dir).await;
+    heartbeat_loop(report, cfg.common.data_dir.clone(), move |r| {
         let registry = registry.clone();
         async move { registry.heartbeat(&r).await }
     })
     .await;
 }
 
-/// Sends heartbeats forever, logging the first success and failures.
-pub async fn heartbeat_loop<F, Fut>(report: NodeReport, send: F)
+/// k3s's import of `<data-dir>/agent/images/` once containerd runs, before
+/// the kubelet registers the node.
+pub async fn preload_images(data_dir: &Path) {
+    let dir = data_dir.to_owned();
+    if let Err(e) = tokio::task::spawn_blocking(move || images::preload(&dir)).await {
+        log::error(format!("Importing images: {e}"));
+    }
+}
+
+/// Sends heartbeats forever (each with the node's images as they are
+/// now), logging registrations (the first, and any after the node was
+/// deleted and a heartbeat created it again) and failures. `send` says
+/// whether the heartbeat created the node.
+pub async fn heartbeat_loop<F, Fut>(mut report: NodeReport, data_dir: PathBuf, send: F)
 where
     F: Fn(NodeReport) -> Fut,
-    Fut: std::future::Future<Output = Result<(), String>>,
+    Fut: std::future::Future<Output = Result<bool, String>>,
 {
     let mut registered = false;
     let mut failing = false;
@@ -246,9 +272,10 @@ where
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
+        report.images = images::current_node_images(&data_dir);
         match send(report.clone()).await {
-            Ok(()) => {
-                if !registered {
+            Ok(created) => {
+                if !registered || created {
                     log::info(format!("Successfully registered node {}", report.name));
                     registered = true;
                 } else if failing {
@@ -328,6 +355,7 @@ async fn bootstrap_from_etcd(etcd: &Etcd, token: &Token) -> BootstrapData {
 
 async fn bootstrap_from_server(url: &ServerUrl, token: &Token) -> BootstrapData {
     let started = Instant::now();
+    let mut backoff = Backoff::new();
     loop {
         let attempt = fetch_bootstrap(url, token).await;
         match attempt {
@@ -340,7 +368,7 @@ async fn bootstrap_from_server(url: &ServerUrl, token: &Token) -> BootstrapData 
                 log::info(format!(
                     "Waiting to retrieve cluster bootstrap data; server is not ready: {e}"
                 ));
-                tokio::time::sleep(RETRY_PAUSE).await;
+                backoff.wait().await;
             }
             Err((false, e)) => log::fatal(prefix(format!(
                 "failed to get bootstrap data from {url}: {e}"
@@ -395,6 +423,61 @@ async fn fetch_bootstrap(url: &ServerUrl, token: &Token) -> Result<BootstrapData
         return Err((true, "bootstrap data does not match the server's CA".into()));
     }
     Ok(data)
+}
+
+/// Opens the embedded store of an init (or single) server and settles the
+/// cluster CAs: those in the store (sealed with the token, as k3s keeps
+/// its bootstrap data in its datastore), else those on disk, else new
+/// ones, which are then stored. Bootstrap data sealed with another token
+/// is fatal, as in k3s.
+fn open_embedded_store(
+    data_dir: &Path,
+    server_dir: &Path,
+    token: &Token,
+) -> (BootstrapData, Local) {
+    let db = data_dir.join(STORE_FILE);
+    let mut store = Local::open(&db).unwrap_or_else(|e| log::fatal(prefix(e)));
+    let data = match store.bootstrap(token) {
+        Ok(Some(d)) => {
+            log::info("Reconciling bootstrap data between datastore and disk");
+            d
+        }
+        Ok(None) => {
+            let d = match load_local_bootstrap(server_dir) {
+                Some(d) => {
+                    log::info("Using the cluster CAs from the data directory");
+                    d
+                }
+                None => BootstrapData::generate().unwrap_or_else(|e| log::fatal(prefix(e))),
+            };
+            if let Err(e) = store.set_bootstrap(token.bootstrap_key(), d.encrypt(&token.password)) {
+                log::fatal(prefix(e));
+            }
+            d
+        }
+        Err(BootstrapError::DifferentToken) => log::fatal(prefix(
+            "bootstrap data already found and encrypted with different token",
+        )),
+        Err(BootstrapError::Other(e)) => log::fatal(prefix(e)),
+    };
+    log::info(format!(
+        "Datastore: {} ({} node(s) stored)",
+        db.display(),
+        store.node_count()
+    ));
+    (data, store)
+}
+
+/// The CAs a joining server saved when it joined, if it joined with this
+/// token's password (and, for a `K10` token, this CA).
+fn joined_before(server_dir: &Path, token: &Token) -> Option<BootstrapData> {
+    let data = load_local_bootstrap(server_dir)?;
+    let saved = std::fs::read_to_string(server_dir.join("token")).ok()?;
+    let saved = Token::parse(&Secret::new(saved.trim())).ok()?;
+    let same = saved.password.expose() == token.password.expose()
+        && saved.check_ca(&data.server_ca.cert).is_ok()
+        && token.check_ca(&data.server_ca.cert).is_ok();
+    same.then_some(data)
 }
 
 fn load_local_bootstrap(server_dir: &Path) -> Option<BootstrapData> {

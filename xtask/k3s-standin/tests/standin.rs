@@ -5,6 +5,7 @@
 //! /usr/sbin, and `$TOPGUN_KUBECTL` (set by `cargo xtask test`). A missing
 //! tool fails the test with a message saying how to get it.
 
+use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -169,6 +170,13 @@ struct ServerOpts<'a> {
 }
 
 fn server(dir: &Path, o: ServerOpts<'_>) -> (Proc, PathBuf) {
+    let log = o.name.to_owned();
+    server_logged(dir, o, &log)
+}
+
+/// [`server`] with its own log file (for a restart, which must not
+/// overwrite the first run's log).
+fn server_logged(dir: &Path, o: ServerOpts<'_>, log: &str) -> (Proc, PathBuf) {
     let node_dir = dir.join(o.name);
     std::fs::create_dir_all(&node_dir).unwrap();
     let kubeconfig = node_dir.join("kubeconfig.yaml");
@@ -198,21 +206,35 @@ fn server(dir: &Path, o: ServerOpts<'_>) -> (Proc, PathBuf) {
     .collect();
     args.extend(o.extra);
     (
-        Proc::spawn(o.name, dir, Path::new(K3S), &args, &o.env),
+        Proc::spawn(log, dir, Path::new(K3S), &args, &o.env),
         kubeconfig,
     )
 }
 
 fn agent(dir: &Path, name: &str, url: &str, token: &str) -> Proc {
-    let args: Vec<String> = ["agent", "--node-name", name, "--node-ip", "127.0.0.1"]
-        .iter()
-        .map(|s| (*s).to_owned())
-        .collect();
+    agent_logged(dir, name, url, token, name)
+}
+
+/// An agent with its data dir under `dir/<name>/data`, logging to `log`.
+fn agent_logged(dir: &Path, name: &str, url: &str, token: &str, log: &str) -> Proc {
+    let data = dir.join(name).join("data");
+    let args: Vec<String> = [
+        "agent",
+        "--node-name",
+        name,
+        "--node-ip",
+        "127.0.0.1",
+        "--data-dir",
+        &data.to_string_lossy(),
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
     let env = vec![
         ("K3S_URL".to_owned(), url.to_owned()),
         ("K3S_TOKEN".to_owned(), token.to_owned()),
     ];
-    Proc::spawn(name, dir, Path::new(K3S), &args, &env)
+    Proc::spawn(log, dir, Path::new(K3S), &args, &env)
 }
 
 /// A TCP load balancer in front of the servers, as topgun runs one.
@@ -405,6 +427,127 @@ fn b64_field(yaml: &str, key: &str) -> String {
     String::from_utf8(B64.decode(yaml_value(yaml, key)).unwrap()).unwrap()
 }
 
+/// The uid and creationTimestamp of each node, by name.
+fn identities(home: &Path, kubeconfig: &Path) -> BTreeMap<String, (String, String)> {
+    let (ok, out) = kubectl(home, kubeconfig, &["get", "nodes", "-o", "json"]);
+    assert!(ok, "{out}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            let s = |p: &str| n.pointer(p).and_then(Value::as_str).unwrap().to_owned();
+            (
+                s("/metadata/name"),
+                (s("/metadata/uid"), s("/metadata/creationTimestamp")),
+            )
+        })
+        .collect()
+}
+
+fn sha256(data: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(data)))
+}
+
+fn tar_add(b: &mut tar::Builder<Vec<u8>>, path: &str, data: &[u8]) {
+    let mut h = tar::Header::new_gnu();
+    h.set_size(data.len() as u64);
+    h.set_mode(0o644);
+    h.set_mtime(1_700_000_000);
+    h.set_cksum();
+    b.append_data(&mut h, path, data).unwrap();
+}
+
+/// A tiny image as `docker save` writes it (Docker archive format: one
+/// layer, a config, `manifest.json`), and the digest of the manifest
+/// containerd makes for it on import.
+fn docker_archive(tags: &[&str], file: &str) -> (Vec<u8>, String) {
+    let mut layer = tar::Builder::new(Vec::new());
+    tar_add(&mut layer, file, format!("{file}\n").as_bytes());
+    let layer = layer.into_inner().unwrap();
+    let config = serde_json::to_vec(&serde_json::json!({
+        "architecture": "amd64",
+        "os": "linux",
+        "config": {"Entrypoint": [format!("/{file}")]},
+        "rootfs": {"type": "layers", "diff_ids": [sha256(&layer)]},
+    }))
+    .unwrap();
+    let config_name = format!("{}.json", &sha256(&config)[7..]);
+    let layer_name = format!("{}/layer.tar", &sha256(&layer)[7..]);
+    let manifest = serde_json::to_vec(&serde_json::json!([{
+        "Config": config_name,
+        "RepoTags": tags,
+        "Layers": [layer_name],
+    }]))
+    .unwrap();
+    let mut b = tar::Builder::new(Vec::new());
+    tar_add(&mut b, &layer_name, &layer);
+    tar_add(&mut b, &config_name, &config);
+    tar_add(&mut b, "manifest.json", &manifest);
+    // The manifest containerd writes: Go's json.Marshal, Go's field order.
+    let containerd_manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json","config":{{"mediaType":"application/vnd.docker.container.image.v1+json","digest":"{}","size":{}}},"layers":[{{"mediaType":"application/vnd.docker.image.rootfs.diff.tar","digest":"{}","size":{}}}]}}"#,
+        sha256(&config),
+        config.len(),
+        sha256(&layer),
+        layer.len()
+    );
+    (
+        b.into_inner().unwrap(),
+        sha256(containerd_manifest.as_bytes()),
+    )
+}
+
+/// Runs `k3s ctr ARGS` on the node whose data dir is `data` (stdin from
+/// `stdin` if given): (success, stdout, stderr).
+fn ctr(data: &Path, args: &[&str], stdin: Option<&Path>) -> (bool, String, String) {
+    let mut cmd = Command::new(K3S);
+    cmd.arg("ctr").args(args);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("K3S_") || k.starts_with("CONTAINERD_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env("K3S_DATA_DIR", data);
+    match stdin {
+        Some(path) => cmd.stdin(std::fs::File::open(path).unwrap()),
+        None => cmd.stdin(Stdio::null()),
+    };
+    let out = cmd.output().expect("running k3s ctr");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Polls `kubectl get node NAME -o jsonpath=...` until `want` holds.
+async fn wait_jsonpath(
+    home: &Path,
+    kubeconfig: &Path,
+    node: &str,
+    jsonpath: &str,
+    want: impl Fn(&str) -> bool,
+    timeout: Duration,
+) -> String {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let (ok, out) = kubectl(
+            home,
+            kubeconfig,
+            &["get", "node", node, "-o", &format!("jsonpath={jsonpath}")],
+        );
+        if ok && want(&out) {
+            return out;
+        }
+        if Instant::now() > deadline {
+            panic!("node {node}: {jsonpath} never matched; last answer (ok={ok}):\n{out}");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
 // ------------------------------------------------------------------ tests
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -472,7 +615,7 @@ async fn two_servers_and_an_agent_on_external_etcd_with_mutual_tls() {
             name: "server-1",
             port: p1,
             token: TOKEN,
-            extra: flags,
+            extra: flags.clone(),
             env: vec![],
         },
     );
@@ -757,6 +900,27 @@ async fn two_servers_and_an_agent_on_external_etcd_with_mutual_tls() {
         "{table}"
     );
 
+    // `kubectl delete node` removes the stopped agent's object from etcd.
+    let (ok, out) = kubectl(&home, &kc1, &["delete", "node", "agent-0"]);
+    assert!(ok && out.contains("node \"agent-0\" deleted"), "{out}");
+    let minions = client
+        .get(
+            "/registry/minions/",
+            Some(GetOptions::new().with_prefix().with_keys_only()),
+        )
+        .await
+        .unwrap();
+    let keys: Vec<&str> = minions
+        .kvs()
+        .iter()
+        .map(|kv| kv.key_str().unwrap())
+        .collect();
+    assert_eq!(
+        keys,
+        ["/registry/minions/server-0", "/registry/minions/server-1"]
+    );
+    let before = identities(&home, &kc0);
+
     // SIGTERM stops a server promptly (PID 1 in a container gets only that).
     let pid = s1.child.as_ref().unwrap().id();
     let t = Instant::now();
@@ -774,6 +938,22 @@ async fn two_servers_and_an_agent_on_external_etcd_with_mutual_tls() {
         "SIGTERM took {:?}",
         t.elapsed()
     );
+
+    // Started again, server-1 re-registers as the same Node: same uid,
+    // same creation time.
+    let (mut s1, _) = server_logged(
+        dir.path(),
+        ServerOpts {
+            name: "server-1",
+            port: p1,
+            token: TOKEN,
+            extra: flags,
+            env: vec![],
+        },
+        "server-1-restarted",
+    );
+    s1.wait_for(REGISTERED, Duration::from_secs(60)).await;
+    assert_eq!(identities(&home, &kc0), before);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -964,4 +1144,400 @@ async fn unreachable_etcd_is_retried_then_fatal() {
     );
     assert!(log.contains("level=fatal"), "{log}");
     assert!(!kc.exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_cluster_survives_restarts_in_any_order() {
+    kubectl_path();
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let (p0, p1) = (free_port(), free_port());
+    let url0 = format!("https://127.0.0.1:{p0}");
+    let init = |log: &str| {
+        server_logged(
+            dir.path(),
+            ServerOpts {
+                name: "server-0",
+                port: p0,
+                token: TOKEN,
+                extra: vec!["--cluster-init".into()],
+                env: vec![],
+            },
+            log,
+        )
+    };
+    let joiner = |log: &str| {
+        server_logged(
+            dir.path(),
+            ServerOpts {
+                name: "server-1",
+                port: p1,
+                token: TOKEN,
+                extra: vec![],
+                env: vec![("K3S_URL".into(), url0.clone())],
+            },
+            log,
+        )
+    };
+    let all = ["agent-0", "server-0", "server-1"];
+
+    // An agent started before any server retries with back-off until one
+    // answers, as k3s agents do.
+    let mut a0 = agent(dir.path(), "agent-0", &url0, TOKEN);
+    a0.wait_for(
+        "Waiting to retrieve agent configuration; server is not ready",
+        Duration::from_secs(10),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    let waits = a0
+        .log()
+        .matches("Waiting to retrieve agent configuration")
+        .count();
+    assert!(
+        (2..=4).contains(&waits),
+        "0.5 s, 1 s, 2 s ... between attempts; {waits} attempts in 1.6 s:\n{}",
+        a0.log()
+    );
+    let (mut s0, kc0) = init("server-0");
+    s0.wait_for(UP, Duration::from_secs(30)).await;
+    let (mut s1, kc1) = joiner("server-1");
+    s1.wait_for(UP, Duration::from_secs(30)).await;
+    a0.wait_for(REGISTERED, Duration::from_secs(30)).await;
+    wait_nodes(&home, &kc1, |n| all_ready(n, &all), Duration::from_secs(30)).await;
+    let before = identities(&home, &kc1);
+    let ca = |p: &Path| {
+        b64_field(
+            &std::fs::read_to_string(p).unwrap(),
+            "certificate-authority-data",
+        )
+    };
+    let ca_before = ca(&kc0);
+    // The store is saved under the init server's data dir, as k3s keeps
+    // its datastore under server/db/.
+    let store = dir
+        .path()
+        .join("server-0/data/server/db/standin-store.json");
+    assert!(store.is_file(), "no {}", store.display());
+
+    // The init server restarts while the joiner and the agent keep
+    // running: same CAs, same nodes, and both carry on through it.
+    s0.kill();
+    let (mut s0, _) = init("server-0-restarted");
+    s0.wait_for(UP, Duration::from_secs(30)).await;
+    let log = s0.log();
+    assert!(
+        log.contains("Reconciling bootstrap data between datastore and disk")
+            && log.contains("(3 node(s) stored)"),
+        "{log}"
+    );
+    assert_eq!(ca(&kc0), ca_before);
+    wait_nodes(&home, &kc1, |n| all_ready(n, &all), Duration::from_secs(30)).await;
+    assert_eq!(identities(&home, &kc1), before);
+    assert_eq!(identities(&home, &kc0), before);
+
+    // Every node stops, then they start in reverse order: the agent, the
+    // joiner (which joined before, so it waits for its init server instead
+    // of failing), the init server last. Everything converges by itself.
+    a0.kill();
+    s1.kill();
+    s0.kill();
+    let mut a0 = agent_logged(dir.path(), "agent-0", &url0, TOKEN, "agent-0-restarted");
+    let (mut s1, _) = joiner("server-1-restarted");
+    s1.wait_for(
+        "Failed to test data store connection",
+        Duration::from_secs(10),
+    )
+    .await;
+    assert!(
+        s1.log().contains(&format!(
+            "Using the cluster CAs from the data directory (joined {url0} before)"
+        )),
+        "{}",
+        s1.log()
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (mut s0, _) = init("server-0-restarted-last");
+    s0.wait_for(UP, Duration::from_secs(30)).await;
+    s1.wait_for(UP, Duration::from_secs(30)).await;
+    a0.wait_for(REGISTERED, Duration::from_secs(30)).await;
+    wait_nodes(&home, &kc1, |n| all_ready(n, &all), Duration::from_secs(30)).await;
+    assert_eq!(identities(&home, &kc1), before);
+    assert_eq!(ca(&kc0), ca_before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn images_and_node_deletion() {
+    kubectl_path();
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let p0 = free_port();
+    let data0 = dir.path().join("server-0/data");
+
+    // The air-gap directory holds a tarball (and a file that is not one)
+    // before the server starts.
+    let images_dir = data0.join("agent/images");
+    std::fs::create_dir_all(&images_dir).unwrap();
+    let (preload, preload_digest) = docker_archive(&["preload:1"], "preload");
+    std::fs::write(images_dir.join("preload.tar"), preload).unwrap();
+    std::fs::write(images_dir.join("broken.tar"), b"not a tarball").unwrap();
+    let (mut s0, kc0) = server(
+        dir.path(),
+        ServerOpts {
+            name: "server-0",
+            port: p0,
+            token: TOKEN,
+            extra: vec![],
+            env: vec![],
+        },
+    );
+    s0.wait_for(REGISTERED, Duration::from_secs(30)).await;
+    let log = s0.log();
+    let preload_path = images_dir.join("preload.tar");
+    for line in [
+        format!(
+            "level=info msg=\"Importing images from {}\"",
+            preload_path.display()
+        ),
+        format!(
+            "level=info msg=\"Imported images from {} in ",
+            preload_path.display()
+        ),
+        format!(
+            "level=error msg=\"Error encountered while importing {}: ",
+            images_dir.join("broken.tar").display()
+        ),
+    ] {
+        assert!(log.contains(&line), "no {line:?} in:\n{log}");
+    }
+    // Imported before the node registered.
+    assert!(
+        log.find("Imported images from").unwrap() < log.find(REGISTERED).unwrap(),
+        "{log}"
+    );
+
+    // `k3s ctr images import` while the server runs (another process,
+    // sharing only the data dir), in each spelling k3s users type.
+    let (app, app_digest) = docker_archive(&["standin/app:1.0", "app"], "app");
+    let app_tar = dir.path().join("app.tar");
+    std::fs::write(&app_tar, app).unwrap();
+    let want = format!(
+        "unpacking docker.io/standin/app:1.0 ({app_digest})...done\nunpacking docker.io/library/app:latest ({app_digest})...done\n"
+    );
+    let app_path = app_tar.to_string_lossy().into_owned();
+    for args in [
+        vec!["images", "import", app_path.as_str()],
+        vec!["-n", "k8s.io", "images", "import", app_path.as_str()],
+        vec!["image", "import", app_path.as_str()],
+    ] {
+        let (ok, out, err) = ctr(&data0, &args, None);
+        assert!(ok, "ctr {args:?}: {err}");
+        assert_eq!(out, want, "ctr {args:?}");
+    }
+    let (ok, out, err) = ctr(&data0, &["images", "import", "-"], Some(&app_tar));
+    assert!(ok && out == want, "import from stdin: {out}{err}");
+    // Streamed in through a pipe with padding after the archive (as
+    // `docker save` pads), the whole stream is read, so the sender is not
+    // cut off.
+    let mut child = Command::new(K3S)
+        .args(["ctr", "images", "import", "-"])
+        .env("K3S_DATA_DIR", &data0)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(&std::fs::read(&app_tar).unwrap()).unwrap();
+        stdin.write_all(&vec![0u8; 256 * 1024]).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout), want);
+    // As `ctr` (the name rancher/k3s links to k3s in /bin), it is `k3s ctr`.
+    let link = dir.path().join("ctr");
+    std::os::unix::fs::symlink(K3S, &link).unwrap();
+    let out = Command::new(&link)
+        .args(["images", "ls", "-q"])
+        .env("K3S_DATA_DIR", &data0)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("docker.io/standin/app:1.0\n"),
+        "{out:?}"
+    );
+    let (ok, out, err) = ctr(&data0, &["images", "import", "/does/not/exist.tar"], None);
+    assert!(!ok && out.is_empty(), "{out}");
+    assert_eq!(
+        err,
+        "ctr: open /does/not/exist.tar: no such file or directory\n"
+    );
+
+    let (ok, out, _) = ctr(&data0, &["images", "ls", "-q"], None);
+    assert!(ok);
+    assert_eq!(
+        out,
+        "docker.io/library/app:latest\ndocker.io/library/preload:1\ndocker.io/standin/app:1.0\n"
+    );
+    let (ok, table, _) = ctr(&data0, &["images", "list"], None);
+    assert!(ok);
+    let rows: Vec<Vec<&str>> = table
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        rows[0],
+        ["REF", "TYPE", "DIGEST", "SIZE", "PLATFORMS", "LABELS"]
+    );
+    assert_eq!(rows.len(), 4, "{table}");
+    let row = |name: &str| rows.iter().find(|r| r[0] == name).unwrap().clone();
+    let preload_row = row("docker.io/library/preload:1");
+    assert_eq!(
+        preload_row[1],
+        "application/vnd.docker.distribution.manifest.v2+json"
+    );
+    assert_eq!(preload_row[2], preload_digest);
+    assert_eq!(preload_row[4], "KiB", "{table}");
+    assert_eq!(preload_row[5], "linux/amd64");
+    assert_eq!(
+        preload_row[6],
+        "io.cattle.k3s.pinned=pinned,io.cri-containerd.pinned=pinned"
+    );
+    let app_row = row("docker.io/standin/app:1.0");
+    assert_eq!(app_row[2], app_digest);
+    assert_eq!(app_row[6], "-");
+    // Another namespace is another image store (the kubelet sees k8s.io).
+    let (ok, out, _) = ctr(&data0, &["-n", "default", "images", "ls", "-q"], None);
+    assert!(ok && out.is_empty(), "{out}");
+
+    // The node reports its images, as the kubelet does, within a heartbeat
+    // or two of the import.
+    let names = wait_jsonpath(
+        &home,
+        &kc0,
+        "server-0",
+        "{.status.images[*].names}",
+        |s| s.contains("docker.io/standin/app:1.0"),
+        Duration::from_secs(6),
+    )
+    .await;
+    for name in [
+        format!("docker.io/standin/app@{app_digest}"),
+        format!("docker.io/library/app@{app_digest}"),
+        "docker.io/library/app:latest".to_owned(),
+        format!("docker.io/library/preload@{preload_digest}"),
+        "docker.io/library/preload:1".to_owned(),
+    ] {
+        assert!(names.contains(&name), "{name} missing from {names}");
+    }
+    let sizes = wait_jsonpath(
+        &home,
+        &kc0,
+        "server-0",
+        "{.status.images[*].sizeBytes}",
+        |s| !s.is_empty(),
+        Duration::from_secs(1),
+    )
+    .await;
+    assert!(
+        sizes
+            .split_whitespace()
+            .all(|n| n.parse::<u64>().unwrap() > 1000),
+        "{sizes}"
+    );
+    // Removed names leave the node's status too.
+    let (ok, out, _) = ctr(
+        &data0,
+        &["images", "rm", "docker.io/library/app:latest"],
+        None,
+    );
+    assert!(ok && out == "docker.io/library/app:latest\n", "{out}");
+    wait_jsonpath(
+        &home,
+        &kc0,
+        "server-0",
+        "{.status.images[*].names}",
+        |s| !s.contains("docker.io/library/app:latest") && s.contains("docker.io/standin/app:1.0"),
+        Duration::from_secs(6),
+    )
+    .await;
+
+    // `kubectl delete node` (Debian's kubectl, which waits for the
+    // deletion) on a node that has stopped.
+    let mut a0 = agent(
+        dir.path(),
+        "agent-0",
+        &format!("https://127.0.0.1:{p0}"),
+        TOKEN,
+    );
+    a0.wait_for(REGISTERED, Duration::from_secs(30)).await;
+    a0.kill();
+    let (ok, out) = kubectl(&home, &kc0, &["delete", "node", "agent-0"]);
+    assert!(ok && out.contains("node \"agent-0\" deleted"), "{out}");
+    let (ok, out) = kubectl(&home, &kc0, &["get", "node", "agent-0"]);
+    assert!(
+        !ok && out.contains("(NotFound)") && out.contains("nodes \"agent-0\" not found"),
+        "{out}"
+    );
+    let (ok, out) = kubectl(&home, &kc0, &["delete", "node", "no-such-node"]);
+    assert!(
+        !ok && out.contains("nodes \"no-such-node\" not found"),
+        "{out}"
+    );
+    // A node that keeps running registers again on its next heartbeat, as
+    // a new object.
+    let before = identities(&home, &kc0);
+    let (ok, out) = kubectl(&home, &kc0, &["delete", "node", "server-0"]);
+    assert!(ok && out.contains("node \"server-0\" deleted"), "{out}");
+    wait_nodes(
+        &home,
+        &kc0,
+        |n| all_ready(n, &["server-0"]),
+        Duration::from_secs(10),
+    )
+    .await;
+    let after = identities(&home, &kc0);
+    assert_ne!(after["server-0"].0, before["server-0"].0, "a new uid");
+    s0.wait_for(
+        "Successfully registered node server-0\"\n",
+        Duration::from_secs(1),
+    )
+    .await;
+    assert_eq!(
+        s0.log()
+            .matches("Successfully registered node server-0")
+            .count(),
+        2,
+        "{}",
+        s0.log()
+    );
+
+    // All of it is kept across a restart: images, the deletion, the node.
+    s0.kill();
+    let (mut s0, _) = server_logged(
+        dir.path(),
+        ServerOpts {
+            name: "server-0",
+            port: p0,
+            token: TOKEN,
+            extra: vec![],
+            env: vec![],
+        },
+        "server-0-restarted",
+    );
+    s0.wait_for(REGISTERED, Duration::from_secs(30)).await;
+    assert_eq!(identities(&home, &kc0), after);
+    wait_jsonpath(
+        &home,
+        &kc0,
+        "server-0",
+        "{.status.images[*].names}",
+        |s| s.contains("docker.io/standin/app:1.0"),
+        Duration::from_secs(6),
+    )
+    .await;
 }

@@ -1,0 +1,234 @@
+//! `topgun node list|add|delete|stop|start|restart`: one cluster's nodes,
+//! through topgun-core's day-2 operations.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use topgun_core::lifecycle::NodeStatus;
+use topgun_core::runtime::nodes::{AddNodesOptions, DeleteNodeOptions, NodeObject};
+use topgun_core::runtime::start::{self, LifecycleOptions, NodeChange};
+use topgun_core::spec::Role;
+use topgun_core::{Event, Progress};
+
+use super::create::{core_error, docker, interrupted};
+use super::list::table;
+use super::{EXIT_SUCCESS, Failed};
+use crate::cli::node::{
+    NodeAddArgs, NodeArgs, NodeCommand, NodeListArgs, NodeNamesArgs, NodeRole, NodeStartArgs,
+};
+use crate::cli::{GlobalArgs, OutputFormat};
+use crate::output;
+
+/// Runs `topgun node`.
+pub async fn run(args: NodeArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    match args.command {
+        NodeCommand::List(args) => list(args).await,
+        NodeCommand::Add(args) => add(args, global).await,
+        NodeCommand::Delete(args) => delete(args, global).await,
+        NodeCommand::Stop(args) => stop(args, global).await,
+        NodeCommand::Start(args) => start_or_restart(args, global, false).await,
+        NodeCommand::Restart(args) => start_or_restart(args, global, true).await,
+    }
+}
+
+/// Progress lines on stderr, when it is a terminal and not `--quiet`.
+fn progress(global: &GlobalArgs) -> Option<Progress> {
+    if global.quiet || !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let verbose = global.verbose > 0;
+    Some(Arc::new(move |event: &Event| match event {
+        Event::PhaseDone { .. }
+        | Event::RollingBack { .. }
+        | Event::Removed { .. }
+        | Event::NodeStopped { .. } => output::progress(&event.to_string()),
+        Event::NodeReady { .. } if verbose => output::progress(&format!("  {event}")),
+        _ => {}
+    }))
+}
+
+async fn list(args: NodeListArgs) -> anyhow::Result<ExitCode> {
+    let docker = docker().await?;
+    let nodes = topgun_core::lifecycle::nodes(&docker, &args.cluster)
+        .await
+        .map_err(core_error)?;
+    match args.output {
+        OutputFormat::Json => output::json(&nodes)?,
+        OutputFormat::Text => output::result(&render(&nodes)),
+    }
+    Ok(ExitCode::from(EXIT_SUCCESS))
+}
+
+fn render(nodes: &[NodeStatus]) -> String {
+    let mut rows = vec![[
+        "NAME".to_owned(),
+        "ROLE".to_owned(),
+        "STATE".to_owned(),
+        "IP".to_owned(),
+        "IMAGE".to_owned(),
+    ]];
+    for n in nodes {
+        rows.push([
+            n.name.clone(),
+            n.role.to_string(),
+            n.state.clone(),
+            n.ip.clone().unwrap_or_else(|| "-".to_owned()),
+            n.image.clone(),
+        ]);
+    }
+    table(&rows)
+}
+
+async fn add(args: NodeAddArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    let role = match args.role {
+        NodeRole::Server => Role::Server,
+        NodeRole::Agent => Role::Agent,
+    };
+    let docker = docker().await?;
+    let mut options = AddNodesOptions::new();
+    if let Some(image) = &args.image {
+        options = options.image(image.clone());
+    }
+    if let Some(timeout) = args.timeout {
+        options = options.timeout(timeout);
+    }
+    if let Some(p) = progress(global) {
+        options = options.progress(p);
+    }
+    let added = topgun_core::runtime::nodes::add_nodes_until(
+        &docker,
+        &args.cluster,
+        role,
+        args.count,
+        &options,
+        interrupted(),
+    )
+    .await
+    .map_err(|e| match e {
+        topgun_core::Error::Cancelled => Failed(anyhow::anyhow!(
+            "interrupted; everything this add had made was removed"
+        ))
+        .into(),
+        e => core_error(e),
+    })?;
+    for warning in &added.warnings {
+        output::warn(warning);
+    }
+    match args.output {
+        OutputFormat::Json => output::json(&added)?,
+        OutputFormat::Text => {
+            let nodes: Vec<String> = added
+                .nodes
+                .iter()
+                .map(|n| format!("{} ({})", n.name, n.ip))
+                .collect();
+            output::result(&format!(
+                "added {} {}{} to cluster {} in {:.1}s: {}{}",
+                added.nodes.len(),
+                added.role,
+                if added.nodes.len() == 1 { "" } else { "s" },
+                added.cluster,
+                added.elapsed.as_secs_f64(),
+                nodes.join(", "),
+                if added.loadbalancer_updated {
+                    "; the load balancer routes to them"
+                } else {
+                    ""
+                }
+            ));
+        }
+    }
+    Ok(ExitCode::from(EXIT_SUCCESS))
+}
+
+async fn delete(args: NodeNamesArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    let docker = docker().await?;
+    let mut options = DeleteNodeOptions::new();
+    if let Some(p) = progress(global) {
+        options = options.progress(p);
+    }
+    let deleted = topgun_core::runtime::nodes::delete_nodes(&docker, &args.nodes, &options)
+        .await
+        .map_err(core_error)?;
+    for d in &deleted {
+        for warning in &d.warnings {
+            output::warn(warning);
+        }
+    }
+    match args.output {
+        OutputFormat::Json => output::json(&deleted)?,
+        OutputFormat::Text => {
+            for d in &deleted {
+                output::result(&format!(
+                    "deleted {} {} of cluster {}: the container, {} volume{}{}, {}",
+                    d.role,
+                    d.name,
+                    d.cluster,
+                    d.volumes.len(),
+                    if d.volumes.len() == 1 { "" } else { "s" },
+                    if d.loadbalancer_updated {
+                        ", out of the load balancer"
+                    } else {
+                        ""
+                    },
+                    match d.node_object {
+                        NodeObject::Deleted => "and its Kubernetes Node",
+                        NodeObject::Absent => "no Kubernetes Node to delete",
+                        NodeObject::Kept => "but NOT its Kubernetes Node (see the warning)",
+                    }
+                ));
+            }
+        }
+    }
+    Ok(ExitCode::from(EXIT_SUCCESS))
+}
+
+async fn stop(args: NodeNamesArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    let docker = docker().await?;
+    let mut options = LifecycleOptions::new();
+    if let Some(p) = progress(global) {
+        options = options.progress(p);
+    }
+    let changes = start::stop_nodes(&docker, &args.nodes, &options)
+        .await
+        .map_err(core_error)?;
+    report_changes(&changes, args.output)
+}
+
+async fn start_or_restart(
+    args: NodeStartArgs,
+    global: &GlobalArgs,
+    restart: bool,
+) -> anyhow::Result<ExitCode> {
+    let docker = docker().await?;
+    let mut options = LifecycleOptions::new();
+    if let Some(timeout) = args.timeout {
+        options = options.timeout(timeout);
+    }
+    if let Some(p) = progress(global) {
+        options = options.progress(p);
+    }
+    let changes = if restart {
+        start::restart_nodes(&docker, &args.nodes, &options).await
+    } else {
+        start::start_nodes(&docker, &args.nodes, &options).await
+    }
+    .map_err(core_error)?;
+    report_changes(&changes, args.output)
+}
+
+fn report_changes(changes: &[NodeChange], format: OutputFormat) -> anyhow::Result<ExitCode> {
+    match format {
+        OutputFormat::Json => output::json(&changes)?,
+        OutputFormat::Text => {
+            for c in changes {
+                output::result(&match c.action {
+                    "unchanged" => format!("{}: unchanged", c.name),
+                    action => format!("{action} {}", c.name),
+                });
+            }
+        }
+    }
+    Ok(ExitCode::from(EXIT_SUCCESS))
+}
