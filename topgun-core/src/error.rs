@@ -152,6 +152,19 @@ pub enum Error {
         /// What is left, with why.
         leftovers: Vec<String>,
     },
+    /// A failed `node add` could not remove everything it made; the
+    /// cluster's other nodes were not touched.
+    #[error(
+        "{cause}; removing what this add made failed for: {}; remove those by hand (`topgun node \
+         delete NODE` for a node); the other nodes were not touched",
+        leftovers.join(", ")
+    )]
+    AddRollbackIncomplete {
+        /// The error that triggered the rollback.
+        cause: Box<Error>,
+        /// What is left, with why.
+        leftovers: Vec<String>,
+    },
     /// A kubeconfig could not be read, parsed or rewritten.
     #[error("kubeconfig: {0}")]
     Kubeconfig(String),
@@ -220,16 +233,19 @@ fn log_tail(lines: &[String]) -> String {
 }
 
 impl Error {
-    /// An [`Error::InvalidSpec`].
+    /// An [`Error::InvalidSpec`]. Messages quote the input they refuse;
+    /// any part that holds PEM text (a key pasted in the wrong place) is
+    /// described instead of shown ([`topgun_tls::redact::scrub_pem`]).
     pub fn invalid(
         what: impl Into<String>,
         problem: impl Into<String>,
         fix: impl Into<String>,
     ) -> Self {
+        use topgun_tls::redact::scrub_pem;
         Error::InvalidSpec {
-            what: what.into(),
-            problem: problem.into(),
-            fix: fix.into(),
+            what: scrub_pem(&what.into()),
+            problem: scrub_pem(&problem.into()),
+            fix: scrub_pem(&fix.into()),
         }
     }
 

@@ -145,6 +145,7 @@ fn one_server_embedded(h: &Harness) -> anyhow::Result<()> {
 /// 3 servers, 2 agents, a 3-member etcd with mutual TLS; faults; delete.
 fn ha_etcd(h: &Harness) -> anyhow::Result<()> {
     let name = h.cluster_name("ha");
+    let token = format!("e2e-token-{}", h.run_id);
     let started = Instant::now();
     h.ok_topgun(&[
         "create",
@@ -159,6 +160,8 @@ fn ha_etcd(h: &Harness) -> anyhow::Result<()> {
         "3",
         "--tls-san",
         "192.168.1.28",
+        "--token",
+        &token,
     ])?;
     eprintln!(
         "e2e: ha create took {:.1}s",
@@ -166,6 +169,30 @@ fn ha_etcd(h: &Harness) -> anyhow::Result<()> {
     );
     let context = format!("topgun-{name}");
     h.wait_ready_nodes(&context, 5, Duration::from_secs(30))?;
+
+    // The token reaches k3s through its config file: `docker inspect` of
+    // no node shows it (env, args, labels).
+    let ids = docker(&[
+        "ps",
+        "-aq",
+        "--filter",
+        &format!("label=dev.topgun.cluster={name}"),
+    ])?;
+    let ids: Vec<String> = String::from_utf8_lossy(&ids.stdout)
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+    ensure!(ids.len() == 9, "9 containers, found {}", ids.len());
+    let mut args = vec!["inspect".to_owned()];
+    args.extend(ids);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let inspect = docker(&args)?;
+    let inspect = String::from_utf8_lossy(&inspect.stdout);
+    ensure!(
+        inspect.contains("/etc/rancher/k3s") || inspect.contains("K3S_URL"),
+        "docker inspect shows the nodes"
+    );
+    ensure!(!inspect.contains(&token), "docker inspect shows the token");
 
     let status = stdout_json(&h.ok_topgun(&["status", &name, "-o", "json"])?)?;
     let verdict = status.pointer("/etcd/verdict").and_then(|v| v.as_str());

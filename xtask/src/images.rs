@@ -52,6 +52,18 @@ pub struct ImagesArgs {
 pub const IMAGE_LABEL: &str = "dev.topgun.image";
 /// The label carrying the full inputs hash.
 pub const INPUTS_LABEL: &str = "dev.topgun.inputs";
+/// The label naming the checkout that built an image (a hash of its
+/// path): `cargo xtask images` only ever removes its own checkout's images,
+/// never those another clone on the same engine built.
+pub const CHECKOUT_LABEL: &str = "dev.topgun.checkout";
+
+/// This checkout's id for [`CHECKOUT_LABEL`].
+fn checkout_id() -> String {
+    use sha2::Digest;
+    let root = crate::setup::workspace_root();
+    hex::encode(&sha2::Sha256::digest(root.to_string_lossy().as_bytes())[..8])
+}
+
 /// The label smoke-test containers carry, with the run id.
 pub const RUN_LABEL: &str = "dev.topgun.test-run";
 /// The repository prefix of local images.
@@ -511,6 +523,7 @@ fn build(def: &ImageDef) -> anyhow::Result<Image> {
     );
     let mut changes = def.changes.clone();
     changes.push(format!("LABEL {INPUTS_LABEL}=\"{hash}\""));
+    changes.push(format!("LABEL {CHECKOUT_LABEL}=\"{}\"", checkout_id()));
     let import_tag = if def.build_steps.is_empty() {
         tag.clone()
     } else {
@@ -568,7 +581,8 @@ fn build(def: &ImageDef) -> anyhow::Result<Image> {
     Ok(image)
 }
 
-/// Removes other tags of `repo` that carry our label (never anything else).
+/// Removes other tags of `repo` that this checkout built (never anything
+/// else: not another clone's images, not images in use).
 fn remove_stale(repo: &str, keep: &str, name: &str) {
     let Ok(out) = docker()
         .args([
@@ -576,6 +590,8 @@ fn remove_stale(repo: &str, keep: &str, name: &str) {
             "ls",
             "--filter",
             &format!("label={IMAGE_LABEL}={name}"),
+            "--filter",
+            &format!("label={CHECKOUT_LABEL}={}", checkout_id()),
             "--filter",
             &format!("reference={repo}"),
             "--format",

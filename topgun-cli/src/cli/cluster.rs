@@ -53,7 +53,7 @@ pub struct CreateArgs {
     /// Extra names for the API certificate (repeatable, comma-separated).
     #[arg(long = "tls-san", value_name = "SAN")]
     pub tls_san: Vec<String>,
-    /// Cluster join token [default: 128 random bits]. Prefer $TOPGUN_TOKEN:
+    /// Cluster join token [default: 256 random bits]. Prefer $TOPGUN_TOKEN:
     /// arguments are visible to every user of the machine.
     #[arg(long, env = "TOPGUN_TOKEN", hide_env_values = true)]
     pub token: Option<String>,

@@ -1080,7 +1080,10 @@ impl<'a> Planner<'a> {
         let server0 = format!("https://{}:{API_PORT}", node_name(&lower, Role::Server, 0));
 
         let mut cmd = vec![role.as_str().to_owned()];
-        let mut env = vec![format!("K3S_TOKEN={}", self.ctx.token.expose())];
+        let mut env = Vec::new();
+        // Secrets reach k3s through its config file (mode 0600), never env
+        // or argv, so `docker inspect` shows none of them.
+        let mut config: Vec<(&str, String)> = vec![("token", self.ctx.token.expose().to_owned())];
         let mut files = Vec::new();
         let mut dirs = Vec::new();
         match role {
@@ -1124,15 +1127,12 @@ impl<'a> Planner<'a> {
                             Some(read_back) => files.extend(read_back.iter().cloned()),
                             None => files.extend(etcd.datastore.k3s_files(DATASTORE_DIR)),
                         }
-                        env.extend(
-                            etcd.datastore
-                                .k3s_env(DATASTORE_DIR)
-                                .into_iter()
-                                .map(|(k, v)| format!("{k}={v}")),
-                        );
+                        for (key, value) in etcd.datastore.k3s_env(DATASTORE_DIR) {
+                            config.push((datastore_flag(&key), value));
+                        }
                     }
                     Datastore::External(ext) => {
-                        env.push(format!("K3S_DATASTORE_ENDPOINT={}", ext.endpoint.expose()));
+                        config.push(("datastore-endpoint", ext.endpoint.expose().to_owned()));
                         if let Some(read_back) = &self.ctx.datastore_files {
                             files.extend(read_back.iter().cloned());
                         }
@@ -1140,17 +1140,17 @@ impl<'a> Planner<'a> {
                         if let Some(ca) = &tls.ca {
                             let path = format!("{DATASTORE_DIR}/ca.crt");
                             files.push(file(path.clone(), FileContents::Public(ca.clone())));
-                            env.push(format!("K3S_DATASTORE_CAFILE={path}"));
+                            config.push(("datastore-cafile", path));
                         }
                         if let Some(cert) = &tls.cert {
                             let path = format!("{DATASTORE_DIR}/client.crt");
                             files.push(file(path.clone(), FileContents::Public(cert.clone())));
-                            env.push(format!("K3S_DATASTORE_CERTFILE={path}"));
+                            config.push(("datastore-certfile", path));
                         }
                         if let Some(key) = &tls.key {
                             let path = format!("{DATASTORE_DIR}/client.key");
                             files.push(file(path.clone(), FileContents::Secret(key.clone())));
-                            env.push(format!("K3S_DATASTORE_KEYFILE={path}"));
+                            config.push(("datastore-keyfile", path));
                         }
                         if ext.endpoint.kind() == EndpointKind::Sqlite {
                             // One server; nothing to join.
@@ -1161,6 +1161,10 @@ impl<'a> Planner<'a> {
             Role::Agent => env.push(format!("K3S_URL={}", self.join_url)),
             Role::Etcd | Role::LoadBalancer => unreachable!("not a k3s node"),
         }
+        files.push(file(
+            K3S_CONFIG_PATH.to_owned(),
+            FileContents::Secret(KeyPem::new(k3s_config_yaml(&config))),
+        ));
         for arg in &spec.k3s_args {
             let filter = arg
                 .filter
@@ -1315,6 +1319,33 @@ fn matches_default(filter: Option<&NodeFilter>, role: Role, index: u32) -> bool 
         // The default for env and volumes: every k3s node.
         None => matches!(role, Role::Server | Role::Agent),
     }
+}
+
+/// k3s's config file, which k3s reads at start: keys are its flag names.
+pub const K3S_CONFIG_PATH: &str = "/etc/rancher/k3s/config.yaml";
+
+/// The k3s flag an environment variable of topgun-etcd's datastore config
+/// stands for (`K3S_DATASTORE_CAFILE` -> `datastore-cafile`).
+fn datastore_flag(env: &str) -> &'static str {
+    match env {
+        "K3S_DATASTORE_ENDPOINT" => "datastore-endpoint",
+        "K3S_DATASTORE_CAFILE" => "datastore-cafile",
+        "K3S_DATASTORE_CERTFILE" => "datastore-certfile",
+        "K3S_DATASTORE_KEYFILE" => "datastore-keyfile",
+        other => unreachable!("topgun-etcd gives no {other}"),
+    }
+}
+
+/// k3s's config file with `entries` (flag name, value), as YAML.
+fn k3s_config_yaml(entries: &[(&str, String)]) -> String {
+    let mut map = serde_norway::Mapping::new();
+    for (key, value) in entries {
+        map.insert((*key).into(), value.as_str().into());
+    }
+    format!(
+        "# Written by topgun; k3s reads it at start (flags win over it).\n{}",
+        serde_norway::to_string(&map).expect("a mapping of strings serialises")
+    )
 }
 
 fn file(path: String, contents: FileContents) -> PlannedFile {

@@ -135,11 +135,25 @@ fn secrets_stay_out_of_args_and_labels() {
             assert!(!env_of(node).iter().any(|e| e.contains(key)));
         }
         if matches!(node.role, Role::Server | Role::Agent) {
-            assert!(env_of(node).contains(&"K3S_TOKEN=s3cret-token-value".to_owned()));
+            // The token is in k3s's config file (0600), not in env.
+            assert!(
+                !env_of(node)
+                    .iter()
+                    .any(|e| e.contains("s3cret-token-value"))
+            );
+            let config = node
+                .files
+                .iter()
+                .find(|f| f.path == K3S_CONFIG_PATH)
+                .unwrap();
+            assert!(config.contents.is_secret());
+            let text = String::from_utf8(config.contents.expose().to_vec()).unwrap();
+            assert!(text.contains("token: s3cret-token-value"), "{text}");
         }
         for f in &node.files {
             // Keys, and the cluster record (it holds the token).
-            let secret = f.path.ends_with(".key") || f.path == RECORD_PATH;
+            let secret =
+                f.path.ends_with(".key") || f.path == RECORD_PATH || f.path == K3S_CONFIG_PATH;
             assert_eq!(f.contents.is_secret(), secret, "{}", f.path);
             assert_eq!(f.mode, if secret { 0o600 } else { 0o644 }, "{}", f.path);
         }

@@ -225,20 +225,29 @@ where
         r = run.execute() => r,
         () = &mut cancel => Err(Error::Cancelled),
         () = deadline => {
-            let phases: Vec<&str> = in_progress
-                .lock()
-                .expect("not poisoned")
+            let waiting = in_progress.lock().expect("not poisoned").clone();
+            let phases: Vec<String> = waiting
                 .iter()
-                .map(|p| p.describe())
+                .map(|(p, nodes)| match nodes.is_empty() {
+                    true => p.describe().to_owned(),
+                    false => format!("{} ({})", p.describe(), nodes.join(", ")),
+                })
                 .collect();
+            // The first node still awaited is the one to look at.
+            let first = waiting.iter().find_map(|(_, nodes)| nodes.first().cloned());
+            let last_logs = match &first {
+                Some(node) => logs::last_lines(docker, node, logs::TAIL_LINES).await,
+                None => Vec::new(),
+            };
             Err(Error::Timeout {
-                node: format!("cluster {}", spec.name),
+                node: first.unwrap_or_else(|| format!("cluster {}", spec.name)),
                 waiting_for: format!(
-                    "the create did not finish within the timeout given; it was still at: {}",
-                    if phases.is_empty() { "preparing".to_owned() } else { phases.join(", ") }
+                    "the whole create is bounded by the timeout given, and it was still waiting \
+                     for: {}",
+                    if phases.is_empty() { "preparation".to_owned() } else { phases.join(", ") }
                 ),
                 after: total.unwrap_or_default(),
-                last_logs: Vec::new(),
+                last_logs,
             })
         }
     };
@@ -304,6 +313,9 @@ pub async fn rollback(docker: &Docker, run_id: &str) -> Result<Removal> {
     .await
 }
 
+/// A phase started and not yet done, with its containers.
+type Waiting = (PhaseKind, Vec<String>);
+
 struct Run<'a> {
     docker: &'a Docker,
     spec: &'a ClusterSpec,
@@ -313,7 +325,7 @@ struct Run<'a> {
     auto_subnet: bool,
     timings: std::sync::Mutex<Vec<(PhaseKind, Duration)>>,
     /// The phases started and not yet done (for a timeout's message).
-    in_progress: std::sync::Arc<std::sync::Mutex<Vec<PhaseKind>>>,
+    in_progress: std::sync::Arc<std::sync::Mutex<Vec<Waiting>>>,
     /// How many nodes exist, counted in plan order.
     made: tokio::sync::watch::Sender<usize>,
 }
@@ -324,7 +336,10 @@ impl Run<'_> {
     }
 
     fn phase_started(&self, phase: PhaseKind, nodes: &[String]) -> Instant {
-        self.in_progress.lock().expect("not poisoned").push(phase);
+        self.in_progress
+            .lock()
+            .expect("not poisoned")
+            .push((phase, nodes.to_vec()));
         self.emit(Event::PhaseStarted {
             phase,
             nodes: nodes.to_vec(),
@@ -336,7 +351,7 @@ impl Run<'_> {
         self.in_progress
             .lock()
             .expect("not poisoned")
-            .retain(|p| *p != phase);
+            .retain(|(p, _)| *p != phase);
         let elapsed = started.elapsed();
         self.timings
             .lock()

@@ -356,12 +356,38 @@ where
         }
         Err(e) => leftovers.push(e.to_string()),
     }
+    // New nodes that registered before the failure leave Node objects.
+    let hostnames: Vec<&str> = prepared
+        .added
+        .nodes
+        .iter()
+        .map(|n| n.hostname.as_str())
+        .collect();
+    match api_access(docker, cluster).await {
+        Ok((server, addr, creds)) => {
+            for h in hostnames {
+                match api::delete_node(addr.ip(), addr.port(), &creds, h).await {
+                    Ok((200 | 202 | 404, _)) => {}
+                    Ok((status, _)) => leftovers.push(format!(
+                        "the Kubernetes Node {h} (the API at {server} answered HTTP {status};                          `kubectl delete node {h}`)"
+                    )),
+                    Err(e) => tracing::warn!(
+                        "cannot delete the Kubernetes Node {h} of a removed node, if it \
+                         registered: the API at {server} does not answer: {e}"
+                    ),
+                }
+            }
+        }
+        Err(reason) => tracing::warn!(
+            "cannot delete Kubernetes Node objects the removed nodes may have registered: \
+             {reason}"
+        ),
+    }
     if leftovers.is_empty() {
         Err(error)
     } else {
-        Err(Error::RollbackIncomplete {
+        Err(Error::AddRollbackIncomplete {
             cause: Box::new(error),
-            name: cluster.to_owned(),
             leftovers,
         })
     }
@@ -664,10 +690,10 @@ async fn prepare_add(
     })
 }
 
-async fn execute_add(
-    docker: &Docker,
-    prepared: &PreparedAdd,
-    options: &AddNodesOptions,
+async fn execute_add<'a>(
+    docker: &'a Docker,
+    prepared: &'a PreparedAdd,
+    options: &'a AddNodesOptions,
     lb_touched: &mut bool,
 ) -> Result<()> {
     let nodes = &prepared.added.nodes;
@@ -677,14 +703,6 @@ async fn execute_add(
     } else {
         PhaseKind::Agents
     };
-    for warning in &prepared.warnings {
-        emit(
-            &options.progress,
-            Event::Warning {
-                message: warning.clone(),
-            },
-        );
-    }
     let t = Instant::now();
     emit(
         &options.progress,
@@ -693,40 +711,26 @@ async fn execute_add(
             nodes: names,
         },
     );
-    // Made and started one at a time (made together, they slow each other
-    // down) while the gates of those started are awaited, so a node that
-    // fails is seen at once. Servers joining k3s's embedded etcd go one at a
-    // time: etcd takes one new (learner) member at a time.
+    // Made one at a time (made together, they slow each other down), each
+    // started as soon as it is made while the next is made; the gates are
+    // awaited meanwhile, so a node that fails is seen at once. Servers
+    // joining k3s's embedded etcd go one at a time: etcd takes one new
+    // (learner) member at a time.
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<&NodePlan>();
+    let start_and_wait = |node: &'a NodePlan| async move {
+        docker
+            .start_container(&node.name, None)
+            .await
+            .map_err(|e| super::start_error(node, e))?;
+        tracing::debug!(node = %node.name, "started");
+        wait_gate(docker, node, &prepared.timeouts, t, options).await
+    };
     let make = async move {
-        if std::env::var_os("TOPGUN_EXP_PAR").is_some() && !prepared.one_at_a_time {
-            for node in nodes {
-                super::create_node(docker, &prepared.cluster, node).await?;
-                tracing::debug!(node = %node.name, "made");
-            }
-            let tx = &tx;
-            futures_util::future::try_join_all(nodes.iter().map(|node| async move {
-                docker
-                    .start_container(&node.name, None)
-                    .await
-                    .map_err(|e| super::start_error(node, e))?;
-                tracing::debug!(node = %node.name, "started");
-                let _ = tx.send(node);
-                Ok::<(), Error>(())
-            }))
-            .await?;
-            return Ok(());
-        }
         for node in nodes {
             super::create_node(docker, &prepared.cluster, node).await?;
             tracing::debug!(node = %node.name, "made");
-            docker
-                .start_container(&node.name, None)
-                .await
-                .map_err(|e| super::start_error(node, e))?;
-            tracing::debug!(node = %node.name, "started");
             if prepared.one_at_a_time {
-                wait_gate(docker, node, &prepared.timeouts, t, options).await?;
+                start_and_wait(node).await?;
             } else {
                 let _ = tx.send(node);
             }
@@ -739,7 +743,7 @@ async fn execute_add(
         while open || !gates.is_empty() {
             tokio::select! {
                 node = rx.recv(), if open => match node {
-                    Some(node) => gates.push(wait_gate(docker, node, &prepared.timeouts, t, options)),
+                    Some(node) => gates.push(start_and_wait(node)),
                     None => open = false,
                 },
                 Some(r) = gates.next(), if !gates.is_empty() => r?,

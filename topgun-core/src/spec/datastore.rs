@@ -192,6 +192,17 @@ pub struct DatastoreEndpoint {
 impl DatastoreEndpoint {
     /// Validates an endpoint in one of the forms k3s accepts.
     pub fn parse(raw: &str) -> Result<Self> {
+        if topgun_tls::redact::looks_like_pem(raw) {
+            return Err(Error::invalid(
+                format!(
+                    "datastore endpoint {}",
+                    topgun_tls::redact::describe_pem(raw)
+                ),
+                "is PEM text (a certificate or key), not an endpoint",
+                "pass the key as a file with --datastore-keyfile, and the endpoint as \
+                 https://host:2379 (etcd), postgres://... or mysql://...",
+            ));
+        }
         let shown = redact(raw);
         let what = || format!("datastore endpoint {shown:?}");
         let forms = "use `https://host:2379[,https://host2:2379]` (etcd), \
@@ -211,9 +222,16 @@ impl DatastoreEndpoint {
             "http" | "https" => {
                 for (i, url) in raw.split(',').enumerate() {
                     let Some((s, hostport)) = url.split_once("://") else {
+                        // An item with '@' may be the rest of a password
+                        // that held a ','.
+                        let item = if url.contains('@') {
+                            String::new()
+                        } else {
+                            format!(" ({url:?})")
+                        };
                         return Err(Error::invalid(
                             what(),
-                            format!("item {} ({:?}) has no scheme", i + 1, redact(url)),
+                            format!("item {}{item} has no scheme", i + 1),
                             "write every member as https://host:port, separated by commas",
                         ));
                     };
@@ -364,6 +382,16 @@ fn check_host_port(what: &str, hostport: &str, need_port: bool) -> Result<()> {
         ));
     }
     match port {
+        // A port that is not a number may be part of a password (a URL
+        // whose userinfo was not percent-encoded): not quoted.
+        Some(p) if !p.chars().all(|c| c.is_ascii_digit()) => {
+            return Err(Error::invalid(
+                what,
+                "has a port that is not a number",
+                "write host:port with a port from 1 to 65535 (percent-encode '@', ':', '/' and ',' \
+                 in a password)",
+            ));
+        }
         Some(p) => {
             crate::spec::filter::parse_port("datastore port", p)?;
         }
@@ -379,23 +407,30 @@ fn check_host_port(what: &str, hostport: &str, need_port: bool) -> Result<()> {
     Ok(())
 }
 
-/// Replaces the password in `scheme://user:password@...` with `***`.
+/// Replaces the password in `scheme://user:password@...` with `***`, in
+/// every URL of the text. A URL's userinfo runs to the last `@` before the
+/// next `://` (or the end), so a password holding `,`, `@` or `/` is hidden
+/// whole.
 pub(crate) fn redact(raw: &str) -> String {
-    raw.split(',')
-        .map(|url| {
-            let Some((scheme, rest)) = url.split_once("://") else {
-                return url.to_owned();
-            };
-            match rest.rsplit_once('@') {
-                Some((userinfo, after)) => match userinfo.split_once(':') {
-                    Some((user, _)) => format!("{scheme}://{user}:***@{after}"),
-                    None => url.to_owned(),
-                },
-                None => url.to_owned(),
+    let mut out = String::with_capacity(raw.len());
+    let mut rest = raw;
+    while let Some(i) = rest.find("://") {
+        out.push_str(&rest[..i + 3]);
+        rest = &rest[i + 3..];
+        let segment = &rest[..rest.find("://").unwrap_or(rest.len())];
+        if let Some(at) = segment.rfind('@') {
+            match segment[..at].split_once(':') {
+                Some((user, _)) => {
+                    out.push_str(user);
+                    out.push_str(":***");
+                }
+                None => out.push_str(&segment[..at]),
             }
-        })
-        .collect::<Vec<_>>()
-        .join(",")
+            rest = &rest[at..];
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 #[cfg(test)]

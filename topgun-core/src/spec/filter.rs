@@ -306,7 +306,7 @@ impl<T: FilteredValue> Filtered<T> {
     pub fn parse(input: &str) -> Result<Self> {
         if input.ends_with('@') {
             return Err(Error::invalid(
-                format!("{} {input:?}", T::WHAT),
+                format!("{} {}", T::WHAT, T::shown(input)),
                 "ends with '@' but names no nodes",
                 format!(
                     "add a filter after '@' (e.g. `@{}`), or remove the '@'",
@@ -317,14 +317,14 @@ impl<T: FilteredValue> Filtered<T> {
         let (value, filter) = match input.rsplit_once('@') {
             Some((value, suffix)) if looks_like_filter(suffix) => {
                 let filter = NodeFilter::parse(suffix).map_err(|e| match e {
-                    Error::InvalidSpec { what, problem, fix } => Error::InvalidSpec {
-                        what: format!("{what} in {} {input:?}", T::WHAT),
+                    Error::InvalidSpec { what, problem, fix } => Error::invalid(
+                        format!("{what} in {} {}", T::WHAT, T::shown(input)),
                         problem,
-                        fix: format!(
+                        format!(
                             "{fix} (if '@' is part of the value, end it with a filter, e.g. `@{}`)",
                             T::DEFAULT_FILTER_HINT
                         ),
-                    },
+                    ),
                     other => other,
                 })?;
                 (value, Some(filter))
@@ -354,6 +354,11 @@ pub trait FilteredValue: Sized {
     const ALLOWED: &'static [Role];
     /// Parses the value part.
     fn parse_value(s: &str) -> Result<Self>;
+
+    /// `VALUE[@FILTER]` as messages quote it: the whole input by default.
+    fn shown(input: &str) -> String {
+        format!("{input:?}")
+    }
 }
 
 /// Flags that topgun sets itself, with the option to use instead.
@@ -518,6 +523,19 @@ impl FilteredValue for EnvVar {
     const WHAT: &'static str = "environment variable";
     const DEFAULT_FILTER_HINT: &'static str = "all";
     const ALLOWED: &'static [Role] = &[Role::Server, Role::Agent, Role::Etcd, Role::LoadBalancer];
+
+    /// The name only: the value may be a secret (`KEY=…@FILTER`).
+    fn shown(input: &str) -> String {
+        let filter = input
+            .rsplit_once('@')
+            .map(|(_, f)| f)
+            .filter(|f| looks_like_filter(f))
+            .map_or(String::new(), |f| format!("@{f}"));
+        match input.split_once('=') {
+            Some((key, _)) => format!("{:?}", format!("{key}=…{filter}")),
+            None => format!("{input:?}"),
+        }
+    }
 
     fn parse_value(s: &str) -> Result<Self> {
         let Some((key, value)) = s.split_once('=') else {

@@ -7,7 +7,7 @@
 
 use std::fmt;
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use topgun_tls::San;
 
@@ -187,8 +187,18 @@ pub fn parse(args: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<Co
         return Ok(Command::Version);
     }
     let sub = args[pos].as_str();
-    let mut rest: Vec<String> = args[..pos].to_vec();
-    rest.extend_from_slice(&args[pos + 1..]);
+    let mut given: Vec<String> = args[..pos].to_vec();
+    given.extend_from_slice(&args[pos + 1..]);
+    // As k3s: the config file's values come first, as flags, so that flags
+    // on the command line win over them (and both over the environment).
+    let rest = match sub {
+        "server" | "agent" => {
+            let mut rest = config_file_flags(&given, env)?;
+            rest.extend(given);
+            rest
+        }
+        _ => given,
+    };
     match sub {
         "server" => {
             let flags = Flags::parse(&rest)?;
@@ -209,6 +219,81 @@ pub fn parse(args: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<Co
         "ctr" => Ok(Command::Ctr(args[pos + 1..].to_vec())),
         other => Ok(Command::NotEmulated(other.to_owned())),
     }
+}
+
+/// Where k3s reads its config file when neither `--config` nor
+/// `K3S_CONFIG_FILE` names one.
+pub const DEFAULT_CONFIG_FILE: &str = "/etc/rancher/k3s/config.yaml";
+
+/// The flags k3s's config file stands for: `--config FILE` (`-c`), else
+/// `K3S_CONFIG_FILE`, else [`DEFAULT_CONFIG_FILE`] if it exists. Keys are the
+/// long flag names without dashes; a list gives the flag once per item; a
+/// boolean gives `--flag=true|false`. A file named explicitly must exist.
+fn config_file_flags(
+    given: &[String],
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Vec<String>, String> {
+    let mut explicit = None;
+    for (i, arg) in given.iter().enumerate() {
+        let named = match arg.split_once('=') {
+            Some(("--config" | "-c", value)) => Some(value.to_owned()),
+            None if arg == "--config" || arg == "-c" => given.get(i + 1).cloned(),
+            _ => None,
+        };
+        if named.is_some() {
+            explicit = named;
+        }
+    }
+    let explicit = explicit.or_else(|| env("K3S_CONFIG_FILE").filter(|v| !v.is_empty()));
+    let path = match &explicit {
+        Some(p) => PathBuf::from(p),
+        None if Path::new(DEFAULT_CONFIG_FILE).exists() => PathBuf::from(DEFAULT_CONFIG_FILE),
+        None => return Ok(Vec::new()),
+    };
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| format!("failed to read config file {}: {e}", path.display()))?;
+    config_flags(&text).map_err(|e| format!("invalid config file {}: {e}", path.display()))
+}
+
+/// The flags a config file's text stands for (see [`config_file_flags`]).
+/// Values are never quoted in errors: the file holds the token.
+pub fn config_flags(text: &str) -> Result<Vec<String>, String> {
+    use serde_norway::Value;
+    let doc: Value = serde_norway::from_str(text).map_err(|e| match e.location() {
+        Some(l) => format!("not YAML (line {} column {})", l.line(), l.column()),
+        None => "not YAML".to_owned(),
+    })?;
+    let map = match doc {
+        Value::Mapping(m) => m,
+        Value::Null => return Ok(Vec::new()),
+        _ => return Err("not a mapping of flag names to values".to_owned()),
+    };
+    let scalar = |key: &str, v: &Value| -> Result<String, String> {
+        match v {
+            Value::String(s) => Ok(s.clone()),
+            Value::Bool(b) => Ok(b.to_string()),
+            Value::Number(n) => Ok(n.to_string()),
+            _ => Err(format!(
+                "the value of {key:?} is not a string, number or boolean"
+            )),
+        }
+    };
+    let mut flags = Vec::new();
+    for (k, v) in &map {
+        let key = k
+            .as_str()
+            .ok_or_else(|| "a key is not a string".to_owned())?
+            .trim_end_matches('+');
+        match v {
+            Value::Sequence(items) => {
+                for item in items {
+                    flags.push(format!("--{key}={}", scalar(key, item)?));
+                }
+            }
+            v => flags.push(format!("--{key}={}", scalar(key, v)?)),
+        }
+    }
+    Ok(flags)
 }
 
 /// Flags as given: `(long name, value)` in order.
@@ -326,6 +411,7 @@ fn takes_value(name: &str) -> bool {
 }
 
 const COMMON_FLAGS: &[&str] = &[
+    "config",
     "token",
     "token-file",
     "server",
@@ -649,5 +735,50 @@ mod tests {
     fn secret_debug_is_redacted() {
         let c = server("server --token hunter2", &no_env);
         assert!(!format!("{c:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn the_config_file_is_read_as_k3s_reads_it_and_flags_win() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("config.yaml");
+        std::fs::write(
+            &file,
+            "token: from-file\ntls-san:\n  - a.example\n  - 10.0.0.9\ncluster-init: true\ndatastore-endpoint: \"postgres://u:p@db:5432/k3s\"\n",
+        )
+        .unwrap();
+        let path = file.display().to_string();
+        let env = |k: &str| match k {
+            "K3S_TOKEN" => Some("from-env".to_owned()),
+            "K3S_CONFIG_FILE" => Some(path.clone()),
+            _ => None,
+        };
+        let Command::Server(c) = parse(&args("server"), &env).unwrap() else {
+            panic!("a server")
+        };
+        // The file beats the environment; lists give the flag per item.
+        assert_eq!(c.common.token.as_ref().unwrap().expose(), "from-file");
+        assert!(c.cluster_init);
+        let sans: Vec<String> = c.tls_sans.iter().map(ToString::to_string).collect();
+        assert!(
+            sans.contains(&"a.example".to_owned()) && sans.contains(&"10.0.0.9".to_owned()),
+            "{sans:?}"
+        );
+        // A flag on the command line beats the file.
+        let Command::Server(c) = parse(
+            &args(&format!("server --config {path} --token from-flag")),
+            &|_| None,
+        )
+        .unwrap() else {
+            panic!("a server")
+        };
+        assert_eq!(c.common.token.as_ref().unwrap().expose(), "from-flag");
+        // A named file that is missing, or not YAML, is fatal, and never quoted.
+        assert!(parse(&args("server --config /nonexistent.yaml"), &|_| None).is_err());
+        std::fs::write(&file, "token: [unclosed secret-value").unwrap();
+        let err = match parse(&args(&format!("server -c {path}")), &|_| None) {
+            Err(e) => e,
+            Ok(_) => panic!("refused"),
+        };
+        assert!(!err.contains("secret-value"), "{err}");
     }
 }

@@ -233,12 +233,13 @@ impl Etcd {
         // Another server created it first: use theirs.
         for op in resp.op_responses() {
             if let etcd_client::TxnOpResponse::Get(get) = op
-                && let Some(kv) = get.kvs().first() {
-                    let text = String::from_utf8_lossy(kv.value()).into_owned();
-                    return BootstrapData::decrypt(&text, &token.password)
-                        .map(|d| (d, false))
-                        .map_err(|_| BootstrapError::DifferentToken);
-                }
+                && let Some(kv) = get.kvs().first()
+            {
+                let text = String::from_utf8_lossy(kv.value()).into_owned();
+                return BootstrapData::decrypt(&text, &token.password)
+                    .map(|d| (d, false))
+                    .map_err(|_| BootstrapError::DifferentToken);
+            }
         }
         Err(other(
             "bootstrap data vanished while it was being created".into(),

@@ -635,9 +635,10 @@ fn describe(
                     chosen = Some((size, config));
                 }
                 if let Some(p) = platform
-                    && !platforms.contains(&p) {
-                        platforms.push(p);
-                    }
+                    && !platforms.contains(&p)
+                {
+                    platforms.push(p);
+                }
             }
             let (size, config) = chosen.ok_or_else(|| format!("index {} is empty", desc.digest))?;
             Ok((desc.size + size, config, platforms))

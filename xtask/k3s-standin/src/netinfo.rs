@@ -39,10 +39,11 @@ pub fn node_ips(overrides: &[IpAddr]) -> Vec<IpAddr> {
         ips.extend(global_ipv6s(&text).into_iter().map(IpAddr::V6));
     }
     if let Some(primary) = default_route_source()
-        && let Some(pos) = ips.iter().position(|ip| *ip == primary) {
-            ips.remove(pos);
-            ips.insert(0, primary);
-        }
+        && let Some(pos) = ips.iter().position(|ip| *ip == primary)
+    {
+        ips.remove(pos);
+        ips.insert(0, primary);
+    }
     if ips.is_empty() {
         ips.push(IpAddr::V4(Ipv4Addr::LOCALHOST));
     }
@@ -71,9 +72,11 @@ pub fn local_ipv4s(fib_trie: &str) -> Vec<Ipv4Addr> {
             last = addr.trim().parse().ok();
         } else if t.starts_with("/32 host LOCAL")
             && let Some(ip) = last
-                && !ip.is_loopback() && !out.contains(&ip) {
-                    out.push(ip);
-                }
+            && !ip.is_loopback()
+            && !out.contains(&ip)
+        {
+            out.push(ip);
+        }
     }
     out
 }
