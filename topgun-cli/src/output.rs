@@ -35,7 +35,22 @@ pub fn init_logging(verbose: u8, quiet: bool) {
 
 /// Prints an error and its causes to stderr, one line, `error: ...`.
 pub fn error(err: &anyhow::Error) {
-    eprintln!("error: {err:#}");
+    eprintln!("error: {}", error_line(err));
+}
+
+/// An error and its causes, each once: many errors name their cause in
+/// their own message already, so a cause whose text is there is not
+/// repeated.
+fn error_line(err: &anyhow::Error) -> String {
+    let mut text = err.to_string();
+    for cause in err.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
 }
 
 /// Prints a warning to stderr.
@@ -62,4 +77,19 @@ pub fn result(text: &str) {
 pub fn json<T: Serialize>(value: &T) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_line;
+
+    #[test]
+    fn each_cause_is_printed_once() {
+        let io = std::io::Error::other("connection refused");
+        let err = anyhow::Error::new(io).context("cannot reach Docker: connection refused");
+        assert_eq!(error_line(&err), "cannot reach Docker: connection refused");
+        let io = std::io::Error::other("permission denied");
+        let err = anyhow::Error::new(io).context("cannot read /x");
+        assert_eq!(error_line(&err), "cannot read /x: permission denied");
+    }
 }

@@ -245,36 +245,11 @@ impl Drop for FileLock {
 }
 
 fn read_existing(path: &Path) -> Result<Mapping> {
-    match read_bounded(path) {
-        Ok(text) => parse(&text, &path.display().to_string()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Mapping::new()),
-        Err(e) => Err(Error::io("cannot read", path, e)),
+    if !path.exists() {
+        return Ok(Mapping::new());
     }
-}
-
-/// The most of a kubeconfig topgun reads.
-pub const MAX_KUBECONFIG: u64 = 4 * 1024 * 1024;
-
-/// Reads a kubeconfig, refusing one larger than [`MAX_KUBECONFIG`] (or a
-/// device or FIFO) without reading it all.
-fn read_bounded(path: &Path) -> std::io::Result<String> {
-    use std::io::Read;
-    let file = std::fs::File::open(path)?;
-    if !file.metadata()?.is_file() {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            "not a regular file",
-        ));
-    }
-    let mut text = String::new();
-    file.take(MAX_KUBECONFIG + 1).read_to_string(&mut text)?;
-    if text.len() as u64 > MAX_KUBECONFIG {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("larger than {} MiB", MAX_KUBECONFIG / 1024 / 1024),
-        ));
-    }
-    Ok(text)
+    let text = topgun_tls::read::bounded_text(path, topgun_tls::read::MAX_KUBECONFIG)?;
+    parse(&text, &path.display().to_string())
 }
 
 /// The file a write to `path` must change: `path`, or the file its chain

@@ -664,6 +664,9 @@ pub struct EtcdAccess {
     /// Every member, in order: its container name and, when it runs, its
     /// client endpoint (`https://127.0.0.1:<published port>`).
     pub members: Vec<(String, Option<String>)>,
+    /// Each member's container state, in member order (`running`, or e.g.
+    /// `exited with code 137 (killed)`).
+    pub states: Vec<String>,
     /// topgun's client certificate and the etcd CA, read back from a member
     /// (no local state file).
     pub tls: ClientTls,
@@ -691,9 +694,18 @@ impl EtcdAccess {
         let statuses: Vec<MemberStatus> = self
             .members
             .iter()
-            .map(|(name, endpoint)| match endpoint {
+            .zip(
+                self.states
+                    .iter()
+                    .map(String::as_str)
+                    .chain(std::iter::repeat("stopped")),
+            )
+            .map(|((name, endpoint), state)| match endpoint {
                 Some(_) => answered.next().expect("one status per endpoint"),
-                None => MemberStatus::unreachable(name.clone(), "its container is not running"),
+                None => MemberStatus::unreachable(
+                    name.clone(),
+                    format!("its container is not running: {state}"),
+                ),
             })
             .collect();
         Ok((topgun_etcd::assess(&statuses), statuses))
@@ -721,6 +733,27 @@ async fn etcd_access_of(
     view: &ClusterView,
 ) -> Result<EtcdAccess> {
     let tls = etcd_client_tls(docker, members).await?;
+    let states = members
+        .iter()
+        .map(|m| {
+            let code = view
+                .info(&m.name)
+                .and_then(|i| i.state.as_ref()?.exit_code)
+                .filter(|_| m.state == "exited");
+            match code {
+                Some(code) => format!(
+                    "{} with code {code}{}",
+                    m.state,
+                    match code {
+                        137 => " (killed)",
+                        143 => " (terminated)",
+                        _ => "",
+                    }
+                ),
+                None => m.state.clone(),
+            }
+        })
+        .collect();
     let members = members
         .iter()
         .map(|m| {
@@ -741,7 +774,11 @@ async fn etcd_access_of(
             (m.name.clone(), endpoint)
         })
         .collect();
-    Ok(EtcdAccess { members, tls })
+    Ok(EtcdAccess {
+        members,
+        states,
+        tls,
+    })
 }
 
 async fn etcd_status(docker: &Docker, members: &[&NodeStatus], view: &ClusterView) -> EtcdStatus {

@@ -39,8 +39,12 @@ impl ClientTls {
     /// certificate needs its key and a key its certificate. The contents are
     /// checked, and errors name the file.
     pub fn from_files(ca: &Path, cert: Option<&Path>, key: Option<&Path>) -> Result<Self> {
-        let read =
-            |p: &Path| std::fs::read_to_string(p).map_err(|e| Error::io("cannot read", p, e));
+        let read = |p: &Path| {
+            Ok::<_, Error>(topgun_tls::read::bounded_text(
+                p,
+                topgun_tls::read::MAX_PEM,
+            )?)
+        };
         let identity = match (cert, key) {
             (Some(c), Some(k)) => Some((read(c)?, KeyPem::new(read(k)?))),
             (None, None) => None,
@@ -95,7 +99,9 @@ impl ClientTls {
         let certs = |what: &str, pem: &str| -> Result<()> {
             let n = CertificateDer::pem_slice_iter(pem.as_bytes())
                 .collect::<std::result::Result<Vec<_>, _>>()
-                .map_err(|e| Error::InvalidTls(format!("{what}: {e}")))?
+                .map_err(|e| {
+                    Error::InvalidTls(format!("{what}: {}", topgun_tls::redact::pem_error(&e)))
+                })?
                 .len();
             if n == 0 {
                 return Err(Error::InvalidTls(format!(
@@ -109,8 +115,9 @@ impl ClientTls {
             certs(cert.unwrap_or("the client certificate"), c)?;
             PrivateKeyDer::from_pem_slice(k.expose().as_bytes()).map_err(|e| {
                 Error::InvalidTls(format!(
-                    "{} holds no PEM private key ({e})",
-                    key.unwrap_or("the client key")
+                    "{} holds no PEM private key ({})",
+                    key.unwrap_or("the client key"),
+                    topgun_tls::redact::pem_error(&e)
                 ))
             })?;
         }
@@ -169,6 +176,13 @@ impl ClientConfig {
 /// configured and `http://` otherwise; a missing port becomes 2379. A scheme
 /// that contradicts the TLS setting is refused.
 pub fn normalize_endpoint(endpoint: &str, tls: bool) -> Result<String> {
+    if topgun_tls::redact::looks_like_pem(endpoint) {
+        return Err(Error::InvalidEndpoint {
+            endpoint: topgun_tls::redact::describe_pem(endpoint),
+            problem: "is PEM text (a certificate or key), not an endpoint; pass keys with --key"
+                .to_owned(),
+        });
+    }
     let invalid = |problem: &str| Error::InvalidEndpoint {
         endpoint: endpoint.to_owned(),
         problem: problem.to_owned(),
@@ -203,25 +217,60 @@ pub fn normalize_endpoint(endpoint: &str, tls: bool) -> Result<String> {
     }
     let has_port = if let Some(v6) = rest.strip_prefix('[') {
         match v6.split_once(']') {
-            Some((_, tail)) => !tail.is_empty(),
+            Some((_, "")) => false,
+            Some((_, tail)) if tail.starts_with(':') => true,
+            Some(_) => return Err(invalid("text after ']' that is not :PORT")),
             None => return Err(invalid("unclosed '[' in an IPv6 address")),
         }
     } else {
         rest.contains(':')
     };
-    let authority = if has_port {
-        let (host, port) = rest.rsplit_once(':').expect("checked above");
+    let split = if has_port {
+        rest.rsplit_once(':')
+    } else {
+        None
+    };
+    let (host, authority) = if let Some((host, port)) = split {
         if host.is_empty() {
             return Err(invalid("no host"));
         }
         match port.parse::<u16>() {
-            Ok(p) if p > 0 => rest.to_owned(),
+            Ok(p) if p > 0 => (host, rest.to_owned()),
             _ => return Err(invalid(&format!("{port:?} is not a port"))),
         }
     } else {
-        format!("{rest}:{}", crate::spec::DEFAULT_CLIENT_PORT)
+        (rest, format!("{rest}:{}", crate::spec::DEFAULT_CLIENT_PORT))
     };
+    check_host(host).map_err(|problem| invalid(&problem))?;
     Ok(format!("{scheme}://{authority}"))
+}
+
+/// A host of an endpoint: an IPv6 address in brackets, an IPv4 address, or
+/// a DNS name (letters, digits, '-', '_' and dots).
+fn check_host(host: &str) -> std::result::Result<(), String> {
+    if let Some(inner) = host.strip_prefix('[') {
+        return match inner
+            .strip_suffix(']')
+            .map(str::parse::<std::net::Ipv6Addr>)
+        {
+            Some(Ok(_)) => Ok(()),
+            _ => Err(format!("{host:?} is not an IPv6 address in brackets")),
+        };
+    }
+    if host.contains(':') {
+        return Err(format!(
+            "{host:?} looks like an IPv6 address: write it in brackets, e.g. [::1]:2379"
+        ));
+    }
+    let dns = host.split('.').all(|l| {
+        !l.is_empty()
+            && l.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    });
+    if !dns {
+        return Err(format!("{host:?} is neither an IP address nor a host name"));
+    }
+    Ok(())
 }
 
 /// A client for exactly one member.
@@ -595,5 +644,78 @@ mod tests {
             "{err}"
         );
         assert!(ClientTls::from_files(&ca, None, Some(&ca)).is_err());
+    }
+
+    /// Found by `cargo xtask fuzz` (etcd::normalize_endpoint): text after
+    /// the brackets of an IPv6 host that did not start with ':' made
+    /// `normalize_endpoint` panic ("checked above").
+    #[test]
+    fn fuzz_regression_text_after_brackets_does_not_panic() {
+        for input in ["[]m0", "[::1]x", "https://[::1]2379"] {
+            let err = normalize_endpoint(input, input.starts_with("https")).unwrap_err();
+            assert!(err.to_string().contains("after ']'"), "{input}: {err}");
+        }
+        assert_eq!(
+            normalize_endpoint("[::1]:12379", false).unwrap(),
+            "http://[::1]:12379"
+        );
+    }
+
+    /// Found by `tests/fuzz.rs` (etcd::normalize_endpoint): hosts that are
+    /// no host at all (`1]`, `a b`, a bare IPv6 address) were accepted, and
+    /// the client library refused the URL later with "InvalidUri"; a pasted
+    /// key was repeated in the error.
+    #[test]
+    fn fuzz_regression_endpoint_hosts_are_checked() {
+        for (input, want) in [
+            ("1]", "neither an IP address nor a host name"),
+            ("m0%", "neither an IP address nor a host name"),
+            ("::1", "write it in brackets"),
+            ("[m0]:2379", "not an IPv6 address in brackets"),
+            ("a..b", "neither an IP address nor a host name"),
+        ] {
+            let err = normalize_endpoint(input, false).unwrap_err().to_string();
+            assert!(err.contains(want), "{input}: {err}");
+        }
+        assert_eq!(
+            normalize_endpoint("etcd_0", false).unwrap(),
+            "http://etcd_0:2379"
+        );
+        let key = "-----BEGIN PRIVATE KEY-----\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\n-----END PRIVATE KEY-----\n";
+        let err = normalize_endpoint(key, true).unwrap_err().to_string();
+        assert!(
+            !err.contains("AAAAAAAA") && err.contains("is PEM text"),
+            "{err}"
+        );
+    }
+
+    /// Found by `tests/fuzz.rs` (etcd::ClientTls::validate(keys)): a key whose
+    /// BEGIN line ran into its first line made the PEM parser's error repeat
+    /// that line (as byte values).
+    #[test]
+    fn fuzz_regression_tls_errors_do_not_repeat_key_lines() {
+        let plan = crate::EtcdClusterSpec::new("t")
+            .with_members(1)
+            .plan()
+            .unwrap();
+        let client = plan.topgun_client().unwrap();
+        let joined = client.key_pem.expose().replacen("-----\n", "-----", 1);
+        let tls = ClientTls::from_pem(
+            plan.ca_pem().unwrap().to_owned(),
+            Some((client.cert_pem.clone(), KeyPem::new(joined.clone()))),
+        );
+        let err = tls.validate().unwrap_err().to_string();
+        let line = joined.lines().next().unwrap();
+        let numbers: Vec<String> = line
+            .bytes()
+            .skip(30)
+            .take(8)
+            .map(|b| b.to_string())
+            .collect();
+        assert!(
+            !err.contains(&line[27..]) && !err.contains(&numbers.join(", ")),
+            "{err}"
+        );
+        assert!(err.contains("-----BEGIN line is malformed"), "{err}");
     }
 }

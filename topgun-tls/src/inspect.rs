@@ -140,7 +140,7 @@ pub fn inspect_pem_or_der(bytes: &[u8]) -> Result<Vec<CertInfo>> {
 
 /// Reads and inspects a PEM or DER file (see [`inspect_pem_or_der`]).
 pub fn inspect_file(path: &Path) -> Result<Vec<CertInfo>> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io("cannot read", path, e))?;
+    let bytes = crate::read::bounded(path, crate::read::MAX_PEM)?;
     let now = OffsetDateTime::now_utc();
     certificates_from_pem_or_der(&bytes, &path.display().to_string())?
         .iter()

@@ -168,7 +168,7 @@ impl Kubeconfig {
 
     /// Reads and parses a kubeconfig file.
     pub fn from_path(path: &Path) -> Result<Self> {
-        let yaml = std::fs::read_to_string(path).map_err(|e| Error::io("cannot read", path, e))?;
+        let yaml = crate::read::bounded_text(path, crate::read::MAX_KUBECONFIG)?;
         Self::parse(&yaml, Some(path))
     }
 
@@ -391,7 +391,7 @@ impl Kubeconfig {
 
     fn read(&self, file: &str) -> Result<Vec<u8>> {
         let path = self.resolve_path(file);
-        std::fs::read(&path).map_err(|e| Error::io("cannot read", path, e))
+        crate::read::bounded(&path, crate::read::MAX_PEM)
     }
 
     fn base64(&self, data: &str, field: &str, owner: &str) -> Result<Vec<u8>> {

@@ -38,6 +38,7 @@ pub mod error;
 pub mod generate;
 pub mod inspect;
 pub mod kubeconfig;
+pub mod read;
 pub mod redact;
 pub mod san;
 pub mod verify;

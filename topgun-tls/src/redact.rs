@@ -40,22 +40,10 @@ pub fn shown(text: &str) -> Cow<'_, str> {
 /// PEM or a key, replaced by a short description: a PEM private key is never
 /// shown, even in part, and other values by at most their first characters.
 /// Quoted values may contain escaped quotes (`\"`), as `{:?}` writes them.
+/// Values in backticks (serde's `unknown variant \`...\``) and unquoted PEM
+/// blocks are described when they look like PEM, and kept otherwise.
 pub fn parser_message(message: &str) -> String {
-    let mut out = String::with_capacity(message.len());
-    let mut rest = message;
-    while let Some(start) = rest.find('"') {
-        out.push_str(&rest[..start]);
-        let after = &rest[start + 1..];
-        let Some(end) = closing_quote(after) else {
-            // An unterminated quote: drop what follows it.
-            out.push_str(&excerpt(after));
-            return out;
-        };
-        out.push_str(&excerpt(&after[..end]));
-        rest = &after[end + 1..];
-    }
-    out.push_str(&scrub_unquoted(rest));
-    out
+    rewrite_quoted(message, excerpt)
 }
 
 /// `message` with every quoted value that looks like PEM (and every
@@ -65,23 +53,49 @@ pub fn scrub_pem(message: &str) -> String {
     if !looks_like_pem(message) {
         return message.to_owned();
     }
+    rewrite_quoted(message, |value| {
+        if looks_like_pem(value) {
+            describe_pem(value)
+        } else {
+            format!("\"{value}\"")
+        }
+    })
+}
+
+/// Rewrites `message`: each `"..."` value through `quoted` (without its
+/// quotes), each `` `...` `` value that looks like PEM described, and PEM
+/// blocks in the text between described.
+fn rewrite_quoted(message: &str, quoted: impl Fn(&str) -> String) -> String {
     let mut out = String::with_capacity(message.len());
     let mut rest = message;
-    while let Some(start) = rest.find('"') {
+    while let Some(start) = rest.find(['"', '`']) {
         out.push_str(&scrub_unquoted(&rest[..start]));
+        let quote = &rest[start..start + 1];
         let after = &rest[start + 1..];
-        let Some(end) = closing_quote(after) else {
-            out.push('"');
-            out.push_str(&shown(after));
+        let end = if quote == "\"" {
+            closing_quote(after)
+        } else {
+            after.find('`')
+        };
+        let Some(end) = end else {
+            // An unterminated quote: what follows is one value.
+            if quote == "\"" {
+                out.push_str(&quoted(after));
+            } else {
+                out.push('`');
+                out.push_str(&shown(after));
+            }
             return out;
         };
         let value = &after[..end];
-        if looks_like_pem(value) {
+        if quote == "\"" {
+            out.push_str(&quoted(value));
+        } else if looks_like_pem(value) {
             out.push_str(&describe_pem(value));
         } else {
-            out.push('"');
+            out.push('`');
             out.push_str(value);
-            out.push('"');
+            out.push('`');
         }
         rest = &after[end + 1..];
     }
@@ -234,5 +248,25 @@ mod tests {
         let m = pem_error(&e);
         assert!(!m.contains("77, 73, 71, 72") && !m.contains("MIGH"), "{m}");
         assert!(m.contains("-----BEGIN line is malformed"), "{m}");
+    }
+
+    /// Found by topgun-core's `tests/fuzz.rs` (core::ClusterSpec::from_yaml
+    /// (keys)): serde quotes an unknown variant in backticks, which were
+    /// passed through whole, key and all.
+    #[test]
+    fn fuzz_regression_backticked_keys_are_described() {
+        let m = parser_message(
+            "datastore: unknown variant `\"\"-----BEGIN PRIVATE KEY-----\nAAAAAAAAAAAAAAAAAAAA\n-----END PRIVATE KEY-----\n\"`, expected one of `embedded`, `etcd`",
+        );
+        assert!(!m.contains("AAAAAAAA"), "{m}");
+        assert!(
+            m.contains("not shown") && m.ends_with("expected one of `embedded`, `etcd`"),
+            "{m}"
+        );
+        // A backtick inside the value: the PEM between is still described.
+        let m = parser_message(
+            "unknown variant `a`-----BEGIN PRIVATE KEY-----\nAAAAAAAAAAAA`, expected x",
+        );
+        assert!(!m.contains("AAAAAAAA"), "{m}");
     }
 }

@@ -63,7 +63,7 @@ impl Roots {
 
     /// Roots from a PEM or DER file.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let bytes = std::fs::read(path).map_err(|e| Error::io("cannot read", path, e))?;
+        let bytes = crate::read::bounded(path, crate::read::MAX_PEM)?;
         Self::from_pem_or_der(&bytes, path.display().to_string())
     }
 
@@ -94,7 +94,7 @@ impl Roots {
             .into_iter()
             .chain(SYSTEM_BUNDLES.iter().map(std::path::PathBuf::from));
         for path in candidates {
-            if let Ok(bytes) = std::fs::read(&path) {
+            if let Ok(bytes) = crate::read::bounded(&path, crate::read::MAX_PEM) {
                 return Self::from_pem_or_der(&bytes, format!("system roots ({})", path.display()));
             }
         }

@@ -22,6 +22,8 @@ pub fn all() -> Vec<Scenario> {
         ("failure-port-taken", failure_port_taken),
         ("failure-readiness-timeout", failure_readiness_timeout),
         ("failure-sigint", failure_sigint),
+        ("failure-sighup", failure_sighup),
+        ("race-create-delete", race_create_delete),
         ("day2-etcd", day2_etcd),
         ("day2-reboot-embedded", day2_reboot_embedded),
     ]
@@ -424,7 +426,19 @@ fn failure_readiness_timeout(h: &Harness) -> anyhow::Result<()> {
 }
 
 fn failure_sigint(h: &Harness) -> anyhow::Result<()> {
-    let name = h.cluster_name("sigint");
+    interrupted_create(h, "sigint", "-INT")
+}
+
+/// A closed terminal or ssh session (SIGHUP) rolls back like Ctrl-C.
+fn failure_sighup(h: &Harness) -> anyhow::Result<()> {
+    interrupted_create(h, "sighup", "-HUP")
+}
+
+/// Sends `signal` to a create once it has made its first container, then a
+/// second one during the rollback: the create exits non-zero, says the
+/// rollback was still running, and leaves nothing behind.
+fn interrupted_create(h: &Harness, what: &str, signal: &str) -> anyhow::Result<()> {
+    let name = h.cluster_name(what);
     let mut child = h
         .topgun(&["create", &name, "--servers", "3", "--datastore", "etcd"])
         .stdout(Stdio::null())
@@ -449,16 +463,77 @@ fn failure_sigint(h: &Harness) -> anyhow::Result<()> {
         std::thread::sleep(Duration::from_millis(50));
     }
     let pid = child.id().to_string();
-    let kill = std::process::Command::new("kill")
-        .args(["-INT", &pid])
-        .status()?;
-    ensure!(kill.success(), "kill -INT failed");
+    let kill = |sig: &str| {
+        std::process::Command::new("kill")
+            .args([sig, &pid])
+            .status()
+    };
+    ensure!(kill(signal)?.success(), "kill {signal} failed");
+    // A second signal while the rollback runs is answered, not obeyed.
+    std::thread::sleep(Duration::from_millis(30));
+    let _ = kill(signal);
     let out = child.wait_with_output()?;
     ensure!(
         !out.status.success(),
         "an interrupted create must exit non-zero"
     );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    ensure!(
+        stderr.contains("interrupted") || stderr.contains("rollback is still running"),
+        "the create says it was interrupted: {stderr}"
+    );
     h.assert_no_resources(&name)
+}
+
+/// A delete that races a create of the same name: once both have exited,
+/// nothing of that name is left, whatever the delay between them.
+fn race_create_delete(h: &Harness) -> anyhow::Result<()> {
+    let mut rng = Lcg::from_run_id(&h.run_id);
+    let pairs = 30;
+    let mut outcomes = (0, 0);
+    for i in 0..pairs {
+        let name = h.cluster_name(&format!("race{i}"));
+        let delay = Duration::from_millis(rng.next() % 1500);
+        let mut create = h
+            .topgun(&["create", &name, "-q"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        std::thread::sleep(delay);
+        let delete = h.run_topgun(&["delete", &name, "-q"])?;
+        ensure!(delete.status.success(), "delete {name} failed");
+        let created = create.wait()?.success();
+        if created {
+            outcomes.0 += 1;
+        } else {
+            outcomes.1 += 1;
+        }
+        h.assert_no_resources(&name)
+            .with_context(|| format!("pair {i}, delete {} ms after create", delay.as_millis()))?;
+    }
+    eprintln!(
+        "e2e: {pairs} create/delete races: {} creates finished first, {} were undone; nothing left",
+        outcomes.0, outcomes.1
+    );
+    Ok(())
+}
+
+/// A small deterministic generator, seeded by the run id (printed with the
+/// run, so a failing order can be replayed).
+struct Lcg(u64);
+
+impl Lcg {
+    fn from_run_id(id: &str) -> Self {
+        Lcg(u64::from_str_radix(id, 16).unwrap_or(7) | 1)
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        self.0 >> 33
+    }
 }
 
 fn base64_decode(input: &str) -> anyhow::Result<Vec<u8>> {

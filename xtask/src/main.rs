@@ -2,7 +2,9 @@
 //!
 //! - `setup`: install the system packages the workspace and its tests need.
 //! - `test`: everything CI runs after lints: setup, images and their smoke
-//!   tests, unit and integration tests, the end-to-end suite.
+//!   tests, unit and integration tests, a short fuzzing pass, the
+//!   end-to-end suite.
+//! - `fuzz [--secs N]`: every crate's fuzz targets, N seconds each.
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
@@ -12,6 +14,7 @@ mod bench_tls;
 mod e2e;
 mod e2e_day2;
 mod e2e_scenarios;
+mod fuzz;
 mod images;
 mod setup;
 
@@ -38,6 +41,9 @@ enum Task {
     Images(images::ImagesArgs),
     /// Run the end-to-end suite against the Docker engine.
     E2e(e2e::E2eArgs),
+    /// Fuzz the parsers (SANs, PEM/DER, kubeconfigs, node filters, ports,
+    /// the YAML spec, endpoints) for `--secs` seconds per target.
+    Fuzz(fuzz::FuzzArgs),
     /// Measure an area's speed targets: `cargo xtask bench <area>`.
     Bench {
         /// The area to measure.
@@ -74,6 +80,7 @@ fn main() -> ExitCode {
         Task::Test => test(),
         Task::Images(args) => images::run(args),
         Task::E2e(args) => e2e::run(args),
+        Task::Fuzz(args) => fuzz::run(args),
         Task::Bench { area } => match area {
             BenchArea::Tls(args) => bench_tls::run(args),
             BenchArea::Etcd(args) => bench_etcd::run(args),
@@ -98,6 +105,12 @@ fn test() -> anyhow::Result<()> {
     let mut env = tools.env();
     env.extend(images::env_pairs(&images));
     setup::cargo(&["test", "--workspace", "--locked"], &env)?;
+    // A short pass of every fuzz target (the workspace tests ran a few
+    // cases each; this runs each for 10 s).
+    fuzz::run(fuzz::FuzzArgs {
+        secs: 10,
+        only: None,
+    })?;
     e2e::run(e2e::E2eArgs { only: None })
 }
 

@@ -456,8 +456,6 @@ pub struct AddedNodes {
     /// nodes (`None` without a load balancer). It differs from the current
     /// one when servers are added, or agents while ports are forwarded.
     pub haproxy_config: Option<String>,
-    /// Things the user should know.
-    pub warnings: Vec<String>,
 }
 
 impl AddedNodes {
@@ -522,7 +520,6 @@ pub fn plan_added_nodes(
     Ok(AddedNodes {
         nodes,
         haproxy_config: haproxy_config_for(spec, &ctx.subnet, &all),
-        warnings: planner.warnings,
     })
 }
 

@@ -464,12 +464,10 @@ fn snapshot_added(name: &str, added: &AddedNodes) {
     struct Shown<'a> {
         nodes: &'a [NodePlan],
         haproxy_config: Option<Vec<&'a str>>,
-        warnings: &'a [String],
     }
     let shown = Shown {
         nodes: &added.nodes,
         haproxy_config: added.haproxy_config.as_deref().map(|c| c.lines().collect()),
-        warnings: &added.warnings,
     };
     settings.bind(|| insta::assert_yaml_snapshot!(name, shown));
 }

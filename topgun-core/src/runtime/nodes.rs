@@ -286,6 +286,10 @@ where
     F: Future<Output = ()>,
 {
     let started = Instant::now();
+    // One change of a cluster at a time on this host: a delete of the
+    // cluster that races this add waits for its rollback, and two adds do
+    // not pick the same indices.
+    let _lock = crate::lock::ClusterLock::for_create(&dockerx::docker_host(), cluster)?;
     tokio::pin!(cancel);
     let prepared = tokio::select! {
         r = prepare_add(docker, cluster, role, count, options) => r?,
@@ -369,7 +373,7 @@ where
                 match api::delete_node(addr.ip(), addr.port(), &creds, h).await {
                     Ok((200 | 202 | 404, _)) => {}
                     Ok((status, _)) => leftovers.push(format!(
-                        "the Kubernetes Node {h} (the API at {server} answered HTTP {status};                          `kubectl delete node {h}`)"
+                        "the Kubernetes Node {h} (the API at {server} answered HTTP {status}; `kubectl delete node {h}`)"
                     )),
                     Err(e) => tracing::warn!(
                         "cannot delete the Kubernetes Node {h} of a removed node, if it \
@@ -487,17 +491,18 @@ async fn prepare_add(
         match &spec.datastore {
             Datastore::Embedded if created_servers == 1 => {
                 return Err(Error::invalid(
-                    format!("adding a server to cluster {cluster:?}"),
-                    "is not possible: it was created with one server on k3s's embedded datastore, \
-                     which is then SQLite, kept by that server alone; no other server can join it",
+                    format!("server for cluster {cluster:?}"),
+                    "cannot be added: the cluster was created with one server on k3s's embedded \
+                     datastore, which is then SQLite, kept by that server alone; no other server \
+                     can join it",
                     "create the cluster with --servers 2 or more (k3s's embedded etcd) or \
                      --datastore etcd to add servers later; agents can be added to any cluster",
                 ));
             }
             Datastore::External(ext) if ext.endpoint.kind() == EndpointKind::Sqlite => {
                 return Err(Error::invalid(
-                    format!("adding a server to cluster {cluster:?}"),
-                    "is not possible: its datastore is SQLite, kept by one server alone",
+                    format!("server for cluster {cluster:?}"),
+                    "cannot be added: its datastore is SQLite, kept by one server alone",
                     "agents can be added to any cluster",
                 ));
             }
@@ -644,7 +649,7 @@ async fn prepare_add(
         }
     }
 
-    let mut warnings = added.warnings.clone();
+    let mut warnings = Vec::new();
     let lb_change = match (lb, &added.haproxy_config) {
         (Some(lb), Some(new)) => {
             let old = archive::read_file(docker, &lb.name, LB_CONFIG_PATH).await?;
@@ -950,6 +955,18 @@ pub async fn delete_nodes(
         }
     }
     let found = lifecycle::find_nodes(docker, &unique).await?;
+    // One change of a cluster at a time on this host (see add_nodes_until).
+    let mut locks = Vec::new();
+    let mut locked: Vec<&str> = Vec::new();
+    for (cluster, _) in &found {
+        if !locked.contains(&cluster.as_str()) {
+            locks.push(crate::lock::ClusterLock::for_create(
+                &dockerx::docker_host(),
+                cluster,
+            )?);
+            locked.push(cluster);
+        }
+    }
     // Check every deletion, in order, against what the earlier ones leave.
     let mut clusters: HashMap<String, (Option<String>, Vec<NodeStatus>)> = HashMap::new();
     for (cluster, node) in &found {
@@ -964,8 +981,34 @@ pub async fn delete_nodes(
     }
     let timeouts = options.timeouts.unwrap_or_default();
     let mut states: HashMap<String, ClusterState> = HashMap::new();
-    let mut deleted = Vec::new();
+    let mut deleted: Vec<NodeDeleted> = Vec::new();
     for (cluster, node) in &found {
+        // With k3s's embedded etcd, k3s removes a server's etcd member when
+        // its Node is deleted; while one may remain, the quorum checked
+        // above no longer holds.
+        let kept = deleted.iter().find(|d| {
+            d.cluster == *cluster && d.role == Role::Server && d.node_object == NodeObject::Kept
+        });
+        if let (Some(kept), Role::Server) = (kept, node.role)
+            && clusters.get(cluster).and_then(|c| c.0.as_deref()) == Some("embedded")
+        {
+            return Err(stopped_after(
+                &deleted,
+                Error::invalid(
+                    format!("node {}", node.name),
+                    format!(
+                        "was not deleted: the Kubernetes Node of {} could not be deleted, so its \
+                         member of k3s's embedded etcd may remain, and deleting another server \
+                         could lose the quorum",
+                        kept.name
+                    ),
+                    format!(
+                        "delete that Node (`kubectl delete node {}`), then this server again",
+                        kept.name.to_lowercase()
+                    ),
+                ),
+            ));
+        }
         if !states.contains_key(cluster) {
             states.insert(
                 cluster.clone(),
@@ -977,10 +1020,23 @@ pub async fn delete_nodes(
             );
         }
         let state = states.get_mut(cluster).expect("inserted");
-        deleted.push(delete_one(docker, cluster, node, state, &timeouts, options).await?);
+        match delete_one(docker, cluster, node, state, &timeouts, options).await {
+            Ok(d) => deleted.push(d),
+            Err(e) => return Err(stopped_after(&deleted, e)),
+        }
         state.nodes.retain(|n| n.name != node.name);
     }
     Ok(deleted)
+}
+
+/// `error`, after telling (through `tracing`) which nodes were deleted
+/// before it.
+fn stopped_after(deleted: &[NodeDeleted], error: Error) -> Error {
+    if !deleted.is_empty() {
+        let names: Vec<&str> = deleted.iter().map(|d| d.name.as_str()).collect();
+        tracing::warn!("deleted before the failure: {}", names.join(", "));
+    }
+    error
 }
 
 /// What the deletes from one cluster share: its nodes as they are now, and

@@ -514,4 +514,40 @@ mod tests {
                 .uses_loopback()
         );
     }
+
+    /// Found by `tests/fuzz.rs` (core::DatastoreEndpoint::parse): the
+    /// password of a URL was split at its ',' and shown (Display, and
+    /// errors); a non-numeric "port" (part of a password with '/' or '@')
+    /// was quoted; a pasted key was repeated.
+    #[test]
+    fn fuzz_regression_passwords_and_keys_stay_hidden() {
+        let e = DatastoreEndpoint::parse("sqlite://:PwDAa,@db").unwrap();
+        assert!(!format!("{e} {e:?}").contains("PwD"), "{e}");
+        assert_eq!(
+            DatastoreEndpoint::parse("postgres://u:p,w@db:5432/x")
+                .unwrap()
+                .to_string(),
+            "postgres://u:***@db:5432/x"
+        );
+        for bad in [
+            "https://:PwDa0,@db",
+            "https://u:PwDx@db",
+            "postgres://u:PwD/x@db:5432/db",
+        ] {
+            let m = DatastoreEndpoint::parse(bad).unwrap_err().to_string();
+            assert!(!m.contains("PwD"), "{bad}: {m}");
+        }
+        assert_eq!(
+            DatastoreEndpoint::parse("mysql://u:P@ss@tcp(db:3306)/x")
+                .unwrap()
+                .to_string(),
+            "mysql://u:***@tcp(db:3306)/x"
+        );
+        assert_eq!(
+            redact("https://u:p@h1:2379,https://h2:2379,https://v:q@h3:2379"),
+            "https://u:***@h1:2379,https://h2:2379,https://v:***@h3:2379"
+        );
+        let m = DatastoreEndpoint::parse("-----BEGIN PRIVATE KEY-----\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\n-----END PRIVATE KEY-----\n").unwrap_err().to_string();
+        assert!(!m.contains("AAAAAAAA") && m.contains("is PEM text"), "{m}");
+    }
 }

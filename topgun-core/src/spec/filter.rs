@@ -1002,4 +1002,49 @@ mod tests {
             assert!(err.contains(expected), "{input}: {err}");
         }
     }
+
+    /// Found by `tests/fuzz.rs` (core::Filtered::parse(secrets)): errors
+    /// quoted the whole `VALUE@FILTER`, so a key pasted as a value was shown,
+    /// and so was an environment value (which may be a secret) before a
+    /// filter that does not parse.
+    #[test]
+    fn fuzz_regression_errors_show_no_keys_and_no_env_values() {
+        let key = "-----BEGIN PRIVATE KEY-----\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\n-----END PRIVATE KEY-----\n";
+        for input in [
+            key.to_owned(),
+            format!("{key}@ro"),
+            format!("--x={key}@server:9"),
+        ] {
+            for m in [
+                Filtered::<K3sArg>::parse(&input).unwrap_err().to_string(),
+                Filtered::<VolumeMount>::parse(&input)
+                    .unwrap_err()
+                    .to_string(),
+                Filtered::<PortMapping>::parse(&input)
+                    .unwrap_err()
+                    .to_string(),
+            ] {
+                assert!(!m.contains("AAAAAAAA") && m.contains("not shown"), "{m}");
+            }
+        }
+        let m = Filtered::<EnvVar>::parse("DB_PASSWORD=sEcReT123@servers")
+            .unwrap_err()
+            .to_string();
+        assert!(!m.contains("sEcReT123"), "{m}");
+        assert!(
+            m.contains("\"DB_PASSWORD=…@servers\"") && m.contains("unknown role"),
+            "{m}"
+        );
+        let m = Filtered::<EnvVar>::parse("DB_PASSWORD=sEcReT123@")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            !m.contains("sEcReT123") && m.contains("names no nodes"),
+            "{m}"
+        );
+        let m = Filtered::<EnvVar>::parse(&format!("TLS_KEY={key}@agent:x"))
+            .unwrap_err()
+            .to_string();
+        assert!(!m.contains("AAAAAAAA"), "{m}");
+    }
 }

@@ -639,7 +639,7 @@ impl ClusterSpec {
     /// Reads a spec from a YAML file of at most [`MAX_CONFIG_BYTES`]; see
     /// [`ClusterSpec::from_yaml`].
     pub fn from_yaml_file(path: &Path) -> Result<Self> {
-        let text = read_bounded(path, MAX_CONFIG_BYTES)?;
+        let text = topgun_tls::read::bounded_text(path, MAX_CONFIG_BYTES)?;
         ClusterSpec::from_yaml(&text, path)
     }
 
@@ -910,44 +910,9 @@ fn describe_port(p: &PortMapping) -> String {
 /// The YAML parser's message. serde_norway puts "at line L column C" in it;
 /// make sure it is there even when an error has only a location.
 /// The largest config file topgun reads.
-pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+pub const MAX_CONFIG_BYTES: u64 = topgun_tls::read::MAX_CONFIG;
 /// The deepest nesting a config file may have.
 pub const MAX_YAML_DEPTH: usize = 32;
-
-/// Reads a text file of at most `max` bytes; a larger one, a device or a
-/// FIFO is refused without reading it whole.
-pub fn read_bounded(path: &Path, max: u64) -> Result<String> {
-    use std::io::Read;
-    let file = std::fs::File::open(path).map_err(|e| Error::io("cannot read", path, e))?;
-    let meta = file
-        .metadata()
-        .map_err(|e| Error::io("cannot read", path, e))?;
-    if !meta.is_file() {
-        return Err(Error::invalid(
-            format!("file {}", path.display()),
-            "is not a regular file (a device, FIFO or directory)",
-            "give a regular file",
-        ));
-    }
-    let mut bytes = Vec::new();
-    file.take(max + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| Error::io("cannot read", path, e))?;
-    if bytes.len() as u64 > max {
-        return Err(Error::invalid(
-            format!("file {}", path.display()),
-            format!("is larger than {} KiB", max / 1024),
-            "give the right file; config files are small",
-        ));
-    }
-    String::from_utf8(bytes).map_err(|_| {
-        Error::invalid(
-            format!("file {}", path.display()),
-            "is not UTF-8 text",
-            "give a YAML text file",
-        )
-    })
-}
 
 /// Refuses YAML that nests deeper than [`MAX_YAML_DEPTH`] (flow brackets or
 /// indentation) or uses aliases (`*name`, which can expand exponentially):

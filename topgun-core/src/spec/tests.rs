@@ -411,3 +411,21 @@ fn an_empty_filter_is_refused_everywhere_a_filter_is_taken() {
     let err = err_of(ClusterSpec::builder("a").volume("/a:/b@").build());
     assert!(err.contains("names no nodes"), "{err}");
 }
+
+/// Found by `tests/fuzz.rs` (core::ClusterSpec::from_yaml(keys)): a key
+/// pasted as the datastore kind came back whole in serde's "unknown variant
+/// `...`" (quoted in backticks, which the redaction did not look into).
+#[test]
+fn fuzz_regression_yaml_errors_show_no_keys() {
+    let key = "-----BEGIN PRIVATE KEY-----\\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\\n-----END PRIVATE KEY-----\\n";
+    for yaml in [
+        format!("datastore: \"\\\"\\\"{key}\\\"\"\n"),
+        format!("cgroupns: \"{key}\"\n"),
+        format!("k3s-args: [\"{key}\"]\n"),
+        format!("env: [\"A={key}@servers\"]\n"),
+        format!("tls-san: \"{key}\"\n"),
+    ] {
+        let m = err_of(ClusterSpec::from_yaml(&yaml, Path::new("x.yaml")));
+        assert!(!m.contains("AAAAAAAA"), "{yaml}: {m}");
+    }
+}
