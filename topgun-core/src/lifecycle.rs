@@ -422,7 +422,7 @@ pub async fn find_nodes(docker: &Docker, names: &[String]) -> Result<Vec<(String
             clusters.sort();
             clusters.dedup();
             let fix = if clusters.is_empty() {
-                "node names are container names such as topgun-<cluster>-agent-0; `topgun node list                  CLUSTER` shows them"
+                "node names are container names such as topgun-<cluster>-agent-0; `topgun node list CLUSTER` shows them"
                     .to_owned()
             } else {
                 format!(
