@@ -133,15 +133,7 @@ pub fn rewrite(k3s_yaml: &str, cluster: &str, server_url: &str) -> Result<Kubeco
     doc.insert("current-context".into(), name.as_str().into());
     // Mark every entry as topgun's, for this cluster and CA, so that a
     // delete removes only what topgun wrote.
-    let ca_data = doc
-        .get("clusters")
-        .and_then(Value::as_sequence)
-        .and_then(|l| l.first())
-        .and_then(|c| c.get("cluster"))
-        .and_then(|c| c.get("certificate-authority-data"))
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_owned();
+    let ca_data = first_ca_data(&doc);
     for (list, inner) in LISTS {
         for entry in list_mut(&mut doc, list) {
             if let Some(inner) = entry.get_mut(inner).and_then(Value::as_mapping_mut) {
@@ -512,9 +504,12 @@ pub fn merged_entry(files: &[PathBuf], cluster: &str) -> Result<Option<(PathBuf,
 
 /// The CA data (base64) of a kubeconfig's first cluster.
 pub fn ca_data_of(yaml: &KubeconfigYaml) -> Result<String> {
-    let doc = parse(yaml.expose(), "the kubeconfig")?;
-    Ok(doc
-        .get("clusters")
+    Ok(first_ca_data(&parse(yaml.expose(), "the kubeconfig")?))
+}
+
+/// The CA data of the first cluster of a parsed kubeconfig (empty if none).
+fn first_ca_data(doc: &Mapping) -> String {
+    doc.get("clusters")
         .and_then(Value::as_sequence)
         .and_then(|l| l.first())
         .and_then(|c| c.get("cluster"))
@@ -522,7 +517,7 @@ pub fn ca_data_of(yaml: &KubeconfigYaml) -> Result<String> {
         .and_then(Value::as_str)
         .unwrap_or_default()
         .trim()
-        .to_owned())
+        .to_owned()
 }
 
 #[cfg(test)]

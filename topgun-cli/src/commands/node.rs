@@ -1,17 +1,14 @@
 //! `topgun node list|add|delete|stop|start|restart`: one cluster's nodes,
 //! through topgun-core's day-2 operations.
 
-use std::io::IsTerminal;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use topgun_core::lifecycle::NodeStatus;
 use topgun_core::runtime::nodes::{AddNodesOptions, DeleteNodeOptions, NodeObject};
 use topgun_core::runtime::start::{self, LifecycleOptions, NodeChange};
 use topgun_core::spec::Role;
-use topgun_core::{Event, Progress};
 
-use super::create::{core_error, docker, interrupted};
+use super::create::{core_error, docker, interrupted, progress};
 use super::list::table;
 use super::{EXIT_SUCCESS, Failed};
 use crate::cli::node::{
@@ -30,22 +27,6 @@ pub async fn run(args: NodeArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode
         NodeCommand::Start(args) => start_or_restart(args, global, false).await,
         NodeCommand::Restart(args) => start_or_restart(args, global, true).await,
     }
-}
-
-/// Progress lines on stderr, when it is a terminal and not `--quiet`.
-fn progress(global: &GlobalArgs) -> Option<Progress> {
-    if global.quiet || !std::io::stderr().is_terminal() {
-        return None;
-    }
-    let verbose = global.verbose > 0;
-    Some(Arc::new(move |event: &Event| match event {
-        Event::PhaseDone { .. }
-        | Event::RollingBack { .. }
-        | Event::Removed { .. }
-        | Event::NodeStopped { .. } => output::progress(&event.to_string()),
-        Event::NodeReady { .. } if verbose => output::progress(&format!("  {event}")),
-        _ => {}
-    }))
 }
 
 async fn list(args: NodeListArgs) -> anyhow::Result<ExitCode> {

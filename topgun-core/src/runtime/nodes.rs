@@ -456,19 +456,8 @@ async fn prepare_add(
     let nodes = lifecycle::nodes(docker, cluster).await?;
     let (record, source) = read_record(docker, &nodes).await?;
     let (created_servers, _) = record.created_counts();
-    let existing: Vec<(Role, u32)> = nodes
-        .iter()
-        .filter(|n| matches!(n.role, Role::Server | Role::Agent))
-        .map(|n| (n.role, n.index))
-        .collect();
-    let next = |r: Role| {
-        existing
-            .iter()
-            .filter(|n| n.0 == r)
-            .map(|n| n.1 + 1)
-            .max()
-            .unwrap_or(0)
-    };
+    let existing = k3s_indices(&nodes);
+    let next = |r: Role| index_bound(&existing, r);
     let first = next(role);
     let indices: Vec<u32> = (first..first + count).collect();
     let (max, what) = match role {
@@ -1326,20 +1315,8 @@ async fn lb_without(
             }
         }
     };
-    let existing: Vec<(Role, u32)> = state
-        .nodes
-        .iter()
-        .filter(|n| matches!(n.role, Role::Server | Role::Agent))
-        .map(|n| (n.role, n.index))
-        .collect();
-    let bound = |r: Role| {
-        existing
-            .iter()
-            .filter(|n| n.0 == r)
-            .map(|n| n.1 + 1)
-            .max()
-            .unwrap_or(0)
-    };
+    let existing = k3s_indices(&state.nodes);
+    let bound = |r: Role| index_bound(&existing, r);
     let spec = record.spec(bound(Role::Server).max(1), bound(Role::Agent));
     let subnet = record.subnet();
     state.record = Some(record);
@@ -1407,6 +1384,26 @@ async fn api_access(
         .ok_or_else(|| format!("the API {server} is not https://IP:PORT"))?;
     let creds = kubeconfig::credentials(&config).map_err(|e| e.to_string())?;
     Ok((server, addr, creds))
+}
+
+/// The role and index of every server and agent among `nodes`.
+fn k3s_indices(nodes: &[NodeStatus]) -> Vec<(Role, u32)> {
+    nodes
+        .iter()
+        .filter(|n| matches!(n.role, Role::Server | Role::Agent))
+        .map(|n| (n.role, n.index))
+        .collect()
+}
+
+/// One past the highest index of `role` in `existing` (0 when it has none):
+/// the next free index, and the bound a re-planned spec needs.
+fn index_bound(existing: &[(Role, u32)], role: Role) -> u32 {
+    existing
+        .iter()
+        .filter(|n| n.0 == role)
+        .map(|n| n.1 + 1)
+        .max()
+        .unwrap_or(0)
 }
 
 #[cfg(test)]
