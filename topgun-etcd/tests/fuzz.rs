@@ -8,7 +8,8 @@
 //! message; every case is fast.
 
 #[macro_use]
-#[path = "fuzz/harness.rs"]
+// One harness for every crate, kept in topgun-tls.
+#[path = "../../topgun-tls/tests/fuzz/harness.rs"]
 mod harness;
 
 use std::sync::OnceLock;

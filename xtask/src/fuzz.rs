@@ -17,8 +17,6 @@ use crate::setup;
 
 /// The crates with fuzz targets, in the order they run.
 pub const CRATES: &[&str] = &["topgun-tls", "topgun-etcd", "topgun-core"];
-/// Where each crate keeps its copy of the harness (they must not differ).
-const HARNESS: &str = "tests/fuzz/harness.rs";
 
 /// Arguments of `cargo xtask fuzz`.
 #[derive(Debug, clap::Args)]
@@ -61,7 +59,6 @@ fn parse_result(krate: &str, line: &str) -> Option<TargetResult> {
 
 /// Runs the fuzz targets; fails when any target fails.
 pub fn run(args: FuzzArgs) -> anyhow::Result<()> {
-    check_harness_copies()?;
     let crates: Vec<&str> = match &args.only {
         Some(c) if CRATES.contains(&c.as_str()) => vec![c.as_str()],
         Some(c) => bail!(
@@ -187,25 +184,6 @@ fn run_crate(
     Ok((results, failures))
 }
 
-/// The crates' copies of the harness must be the same file.
-fn check_harness_copies() -> anyhow::Result<()> {
-    let root = setup::workspace_root();
-    let read = |krate: &str| {
-        let path = root.join(krate).join(HARNESS);
-        std::fs::read(&path).with_context(|| format!("reading {}", path.display()))
-    };
-    let first = read(CRATES[0])?;
-    for krate in &CRATES[1..] {
-        if read(krate)? != first {
-            bail!(
-                "{krate}/{HARNESS} differs from {}/{HARNESS}; copy the changed one over the others",
-                CRATES[0]
-            );
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -235,10 +213,5 @@ mod tests {
         .unwrap();
         assert!(!failed.ok);
         assert!(parse_result("x", "test fuzz_a ... ok").is_none());
-    }
-
-    #[test]
-    fn harness_copies_are_the_same() {
-        check_harness_copies().unwrap();
     }
 }

@@ -476,12 +476,32 @@ fn build_standin() -> anyhow::Result<PathBuf> {
     ensure!(exe.is_file(), "{} was not built", exe.display());
     let stripped = exe.with_file_name("k3s-standin-image");
     std::fs::copy(&exe, &stripped).with_context(|| format!("copying {}", exe.display()))?;
+    // The build id is a hash over the whole binary, paths included: without
+    // it, two clones of one commit differ only by their checkout's path.
     let status = Command::new("strip")
+        .args(["--remove-section=.note.gnu.build-id"])
         .arg(&stripped)
         .status()
         .context("running strip (Debian package binutils)")?;
     ensure!(status.success(), "strip {} failed", stripped.display());
     Ok(stripped)
+}
+
+/// `bytes` with every occurrence of this checkout's path replaced by a fixed
+/// token.
+fn without_checkout_path(bytes: &[u8]) -> Vec<u8> {
+    let root = setup::workspace_root();
+    let needle = root.to_string_lossy();
+    let needle = needle.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut rest = bytes;
+    while let Some(at) = rest.windows(needle.len()).position(|w| w == needle) {
+        out.extend_from_slice(&rest[..at]);
+        out.extend_from_slice(b"<checkout>");
+        rest = &rest[at + needle.len()..];
+    }
+    out.extend_from_slice(rest);
+    out
 }
 
 fn image_exists(tag: &str) -> bool {
@@ -500,7 +520,10 @@ fn build(def: &ImageDef) -> anyhow::Result<Image> {
         hasher.update(line.as_bytes());
         hasher.update(b"\n");
     }
-    hasher.update(&layer);
+    // The stand-in's binary names the checkout's path in its panic
+    // locations; the tag must not depend on where the clone lives, so that
+    // clones of one commit build, and share, one tag.
+    hasher.update(without_checkout_path(&layer));
     let hash = hex::encode(hasher.finalize());
     let repo = format!("{REPOSITORY_PREFIX}/{}", def.name);
     let tag = format!("{repo}:{}", &hash[..12]);

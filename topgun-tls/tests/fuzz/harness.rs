@@ -1,7 +1,6 @@
-//! The bounded fuzzing harness shared by every crate's `tests/fuzz.rs`
-//! (copies of one file: topgun-tls, topgun-etcd and topgun-core each carry
-//! `tests/fuzz/harness.rs`; `cargo xtask fuzz` refuses to run when they
-//! differ).
+//! The bounded fuzzing harness shared by every crate's `tests/fuzz.rs`: this
+//! one file, which topgun-etcd's and topgun-core's fuzz tests include by
+//! path.
 //!
 //! A target is a proptest strategy and a property. How long it runs:
 //!
@@ -97,10 +96,10 @@ where
     };
     let mut result = Ok(());
     match budget {
-        None => result = TestRunner::new(config(cases)).run(&strategy, &timed),
+        None => result = TestRunner::new(config(cases)).run(&strategy, timed),
         Some(budget) => {
             while started.elapsed() < budget {
-                result = TestRunner::new(config(BATCH)).run(&strategy, &timed);
+                result = TestRunner::new(config(BATCH)).run(&strategy, timed);
                 if result.is_err() {
                     break;
                 }
@@ -333,7 +332,7 @@ pub fn mutate(
                 }
                 1 if !chars.is_empty() => {
                     let pos = pos.min(chars.len() - 1);
-                    let n = len.index(chars.len() - pos).max(1).min(8);
+                    let n = len.index(chars.len() - pos).clamp(1, 8);
                     chars.drain(pos..pos + n);
                 }
                 2 if !chars.is_empty() => {
@@ -342,7 +341,7 @@ pub fn mutate(
                 }
                 _ if !chars.is_empty() => {
                     let pos = pos.min(chars.len() - 1);
-                    let n = len.index(chars.len() - pos).max(1).min(16);
+                    let n = len.index(chars.len() - pos).clamp(1, 16);
                     let copy: Vec<char> = chars[pos..pos + n].to_vec();
                     let tail = chars.split_off(pos);
                     chars.extend(copy);
