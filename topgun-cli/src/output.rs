@@ -68,6 +68,15 @@ pub fn progress(message: &str) {
     eprintln!("{message}");
 }
 
+/// Shows `message` as a status line on the terminal (stderr), replacing the
+/// last one, without a newline; `None` clears it. Only for a terminal.
+pub fn progress_status(message: Option<&str>) {
+    use std::io::Write;
+    let mut err = std::io::stderr().lock();
+    let _ = write!(err, "\r\x1b[2K{}", message.unwrap_or_default());
+    let _ = err.flush();
+}
+
 /// Prints a result line to stdout.
 pub fn result(text: &str) {
     println!("{text}");

@@ -2,28 +2,37 @@
 //!
 //! ```text
 //! cargo run --release -p topgun-core --example bench_create -- --topgun PATH [--runs N]
-//!     [--servers N] [--agents N] [--etcd N]
+//!     [--scenarios s2,seed,etcd5,etcd50 | --servers N --agents N --etcd N]
 //! ```
 //!
-//! Scenario 2 of the end-to-end suite by default: 3 servers, 2 agents, a
-//! 3-member etcd with mutual TLS and the load balancer. Alternating, `--runs`
-//! times each:
+//! The scenarios (`--scenarios`, comma-separated; default: the one given by
+//! `--servers`, `--agents`, `--etcd`, which default to `s2`):
 //!
-//! - the floor: [`topgun_core::floor::floor`] creates and starts the very
-//!   containers a create would (same plan and bodies, files, volumes,
-//!   network) straight through the Docker API, all at once, with no order
-//!   and no readiness gates;
+//! - `s2`: 3 servers, 2 agents, a 3-member etcd (scenario 2 of the e2e suite);
+//! - `seed`: 5 servers, 9 agents, embedded datastore (the seed's cluster);
+//! - `etcd5`: 3 servers, 5 agents, a 3-member etcd;
+//! - `etcd50`: 3 servers, 50 agents, a 3-member etcd.
+//!
+//! For each scenario, alternating, `--runs` times each:
+//!
+//! - the raw floor ([`topgun_core::floor::floor`]): the very containers a
+//!   create would make, created and started straight through the Docker
+//!   API, all at once, with no order and no readiness gates;
+//! - the boot floor ([`topgun_core::floor::boot_floor`]): the same, then
+//!   waiting for each node's own readiness line, all at once;
+//!   both floors then remove everything raw: every container at once, then
+//!   every volume, then the network (the floor of a delete);
 //! - `topgun create` as a whole process (the release binary given by
-//!   `--topgun`), under `/usr/bin/time` for its peak RSS (`ru_maxrss` of the
-//!   child, from `wait4`), then `topgun delete` as a whole process.
+//!   `--topgun`), under `/usr/bin/time` for its peak RSS and its own
+//!   CPU-seconds (user + system, from `wait4`), then `topgun delete` as a
+//!   whole process.
 //!
 //! It prints each run, with the machine's busy CPU-seconds (from
-//! `/proc/stat`, all processes: the engine's work as well as the nodes') for
-//! the floor and its removal and for the create and its delete, then the
-//! medians, the ratio create/floor, the peak RSS and the median of each
-//! create phase. Every cluster is named
-//! `bench<hex>` and removed by its label at the end, also on failure or
-//! Ctrl-C.
+//! `/proc/stat`, all processes) for each, then per scenario the medians and
+//! the ratios create/boot floor, create/raw floor and delete/raw removal,
+//! and a Markdown table of every scenario; with `etcd5` and `etcd50` both
+//! run, t(50 agents)/t(5 agents). Every cluster is named `bench<hex>` and
+//! removed by its label at the end, also on failure or Ctrl-C.
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
@@ -41,38 +50,54 @@ type BoxError = Box<dyn std::error::Error>;
 struct Args {
     topgun: PathBuf,
     runs: usize,
-    servers: u32,
-    agents: u32,
-    etcd: u32,
+    scenarios: Vec<Scenario>,
 }
 
 fn parse_args() -> Result<Args, BoxError> {
     let mut args = std::env::args().skip(1);
-    let mut parsed = Args {
-        topgun: PathBuf::new(),
-        runs: 3,
-        servers: 3,
-        agents: 2,
-        etcd: 3,
-    };
+    let mut topgun = PathBuf::new();
+    let mut runs = 3;
+    let mut custom = SCENARIOS[0];
+    custom.name = "custom";
+    let mut shaped = false;
+    let mut scenarios = Vec::new();
     while let Some(arg) = args.next() {
         let mut value = || args.next().ok_or(format!("{arg} needs a value"));
         match arg.as_str() {
-            "--topgun" => parsed.topgun = PathBuf::from(value()?),
-            "--runs" => parsed.runs = value()?.parse()?,
-            "--servers" => parsed.servers = value()?.parse()?,
-            "--agents" => parsed.agents = value()?.parse()?,
-            "--etcd" => parsed.etcd = value()?.parse()?,
+            "--topgun" => topgun = PathBuf::from(value()?),
+            "--runs" => runs = value()?.parse()?,
+            "--servers" => (custom.servers, shaped) = (value()?.parse()?, true),
+            "--agents" => (custom.agents, shaped) = (value()?.parse()?, true),
+            "--etcd" => (custom.etcd, shaped) = (value()?.parse()?, true),
+            "--scenarios" => {
+                for name in value()?.split(',').filter(|n| !n.is_empty()) {
+                    let found = SCENARIOS.iter().find(|s| s.name == name).ok_or_else(|| {
+                        let known: Vec<&str> = SCENARIOS.iter().map(|s| s.name).collect();
+                        format!("unknown scenario {name:?} (known: {})", known.join(", "))
+                    })?;
+                    scenarios.push(*found);
+                }
+            }
             other => return Err(format!("unknown argument {other}").into()),
         }
     }
-    if parsed.topgun.as_os_str().is_empty() {
+    if topgun.as_os_str().is_empty() {
         return Err("--topgun PATH (the release `topgun` binary) is required".into());
     }
-    if parsed.runs == 0 {
+    if runs == 0 {
         return Err("--runs must be at least 1".into());
     }
-    Ok(parsed)
+    if shaped && !scenarios.is_empty() {
+        return Err("give --scenarios or --servers/--agents/--etcd, not both".into());
+    }
+    if scenarios.is_empty() {
+        scenarios.push(if shaped { custom } else { SCENARIOS[0] });
+    }
+    Ok(Args {
+        topgun,
+        runs,
+        scenarios,
+    })
 }
 
 /// One `topgun create` run.
@@ -80,6 +105,8 @@ struct CreateRun {
     create: Duration,
     delete: Duration,
     max_rss_kib: u64,
+    /// topgun's own CPU-seconds (user + system).
+    cpu: f64,
     phases: Vec<(String, Duration)>,
 }
 
@@ -140,6 +167,77 @@ async fn main() -> std::process::ExitCode {
     }
 }
 
+/// A cluster shape to measure.
+#[derive(Debug, Clone, Copy)]
+struct Scenario {
+    name: &'static str,
+    servers: u32,
+    agents: u32,
+    etcd: u32,
+}
+
+/// The named scenarios.
+const SCENARIOS: [Scenario; 4] = [
+    Scenario {
+        name: "s2",
+        servers: 3,
+        agents: 2,
+        etcd: 3,
+    },
+    Scenario {
+        name: "seed",
+        servers: 5,
+        agents: 9,
+        etcd: 0,
+    },
+    Scenario {
+        name: "etcd5",
+        servers: 3,
+        agents: 5,
+        etcd: 3,
+    },
+    Scenario {
+        name: "etcd50",
+        servers: 3,
+        agents: 50,
+        etcd: 3,
+    },
+];
+
+impl Scenario {
+    fn describe(&self) -> String {
+        let store = match self.etcd {
+            0 => "embedded datastore".to_owned(),
+            n => format!("{n}-member etcd"),
+        };
+        format!(
+            "{}: {} servers, {} agents, {store}, load balancer",
+            self.name, self.servers, self.agents
+        )
+    }
+}
+
+/// One run of a scenario.
+struct Measured {
+    raw: Duration,
+    boot: Duration,
+    removal: Duration,
+    create: CreateRun,
+}
+
+/// A scenario's medians.
+struct Summary {
+    scenario: Scenario,
+    runs: usize,
+    raw: Duration,
+    boot: Duration,
+    create: Duration,
+    delete: Duration,
+    removal: Duration,
+    rss_max_kib: u64,
+    cpu: f64,
+}
+
 async fn run(
     docker: &topgun_core::bollard::Docker,
     args: &Args,
@@ -153,31 +251,104 @@ async fn run(
                 .into(),
         );
     }
+    println!("machine: {}, load average {}", machine(), load_average());
+    let mut summaries = Vec::new();
+    for scenario in &args.scenarios {
+        summaries.push(run_scenario(docker, args, *scenario, time, scratch, names).await?);
+    }
+    println!();
+    println!("load average at the end: {}", load_average());
+    println!();
     println!(
-        "scenario: {} servers, {} agents, {}-member etcd, load balancer; {} runs each, alternating",
-        args.servers, args.agents, args.etcd, args.runs
+        "| scenario | runs | raw floor | boot floor | create | create/boot | create/raw | delete | \
+         raw removal | delete/removal | peak RSS | topgun CPU-s |"
     );
-    let mut floors = Vec::new();
-    let mut creates = Vec::new();
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    for s in &summaries {
+        println!(
+            "| {} | {} | {:.2} s | {:.2} s | {:.2} s | {:.2} | {:.2} | {:.2} s | {:.2} s | {:.2} | \
+             {:.1} MiB | {:.2} |",
+            s.scenario.describe(),
+            s.runs,
+            s.raw.as_secs_f64(),
+            s.boot.as_secs_f64(),
+            s.create.as_secs_f64(),
+            ratio(s.create, s.boot),
+            ratio(s.create, s.raw),
+            s.delete.as_secs_f64(),
+            s.removal.as_secs_f64(),
+            ratio(s.delete, s.removal),
+            s.rss_max_kib as f64 / 1024.0,
+            s.cpu,
+        );
+    }
+    let by_name = |n: &str| summaries.iter().find(|s| s.scenario.name == n);
+    if let (Some(five), Some(fifty)) = (by_name("etcd5"), by_name("etcd50")) {
+        let r = ratio(fifty.create, five.create);
+        println!();
+        println!(
+            "t(50 agents)/t(5 agents) = {:.2} s / {:.2} s = {r:.2} (target <= 2.5: {})",
+            fifty.create.as_secs_f64(),
+            five.create.as_secs_f64(),
+            met(r <= 2.5)
+        );
+        println!(
+            "peak RSS of topgun create with {} k3s nodes ({} containers): {:.1} MiB (target < 40 MiB: {})",
+            fifty.scenario.servers + fifty.scenario.agents,
+            fifty.scenario.servers + fifty.scenario.agents + fifty.scenario.etcd + 1,
+            fifty.rss_max_kib as f64 / 1024.0,
+            met(fifty.rss_max_kib < 40 * 1024)
+        );
+    }
+    Ok(())
+}
+
+async fn run_scenario(
+    docker: &topgun_core::bollard::Docker,
+    args: &Args,
+    scenario: Scenario,
+    time: &Path,
+    scratch: &Path,
+    names: &mut Vec<String>,
+) -> Result<Summary, BoxError> {
+    println!();
+    println!(
+        "scenario {}; {} runs each, alternating",
+        scenario.describe(),
+        args.runs
+    );
+    let mut runs = Vec::new();
     for i in 0..args.runs {
         let name = fresh_name();
         names.push(name.clone());
-        let spec = spec(&name, args)?;
         let cpu = busy_cpu_seconds();
-        let floor = topgun_core::floor::floor(docker, &spec).await?;
-        let floor_cpu = cpu_since(cpu, "with the removal");
+        let raw = topgun_core::floor::floor(docker, &spec(&name, &scenario)?).await?;
+        let raw_cpu = cpu_since(cpu, "with the removal");
         println!(
-            "run {}: floor  {:>6.2}s (removed in {:.2}s){floor_cpu}",
+            "run {}: raw floor  {:>6.2}s, raw removal {:.2}s{raw_cpu}",
             i + 1,
-            floor.create_and_start.as_secs_f64(),
-            floor.remove.as_secs_f64()
+            raw.create_and_start.as_secs_f64(),
+            raw.remove.as_secs_f64()
         );
-        floors.push(floor.create_and_start);
 
         let name = fresh_name();
         names.push(name.clone());
         let cpu = busy_cpu_seconds();
-        let created = create_and_delete(&args.topgun, time, args, &name, scratch).await?;
+        let booted = topgun_core::floor::boot_floor(docker, &spec(&name, &scenario)?).await?;
+        let boot_cpu = cpu_since(cpu, "with the removal");
+        let boot = booted.boot.unwrap_or(booted.create_and_start);
+        println!(
+            "run {}: boot floor {:>6.2}s (all started at {:.2}s), raw removal {:.2}s{boot_cpu}",
+            i + 1,
+            boot.as_secs_f64(),
+            booted.create_and_start.as_secs_f64(),
+            booted.remove.as_secs_f64()
+        );
+
+        let name = fresh_name();
+        names.push(name.clone());
+        let cpu = busy_cpu_seconds();
+        let created = create_and_delete(&args.topgun, time, &scenario, &name, scratch).await?;
         let create_cpu = cpu_since(cpu, "with the delete");
         let phases: Vec<String> = created
             .phases
@@ -185,35 +356,76 @@ async fn run(
             .map(|(p, d)| format!("{p} {:.2}", d.as_secs_f64()))
             .collect();
         println!(
-            "run {}: create {:>6.2}s, delete {:.2}s, peak RSS {:.1} MiB [{}]{create_cpu}",
+            "run {}: create     {:>6.2}s ({:.2}x boot, {:.2}x raw), delete {:.2}s, peak RSS {:.1} MiB, \
+             topgun {:.2} CPU-s [{}]{create_cpu}",
             i + 1,
             created.create.as_secs_f64(),
+            ratio(created.create, boot),
+            ratio(created.create, raw.create_and_start),
             created.delete.as_secs_f64(),
             created.max_rss_kib as f64 / 1024.0,
+            created.cpu,
             phases.join(", ")
         );
-        creates.push(created);
+        runs.push(Measured {
+            raw: raw.create_and_start,
+            boot,
+            removal: raw.remove.min(booted.remove),
+            create: created,
+        });
     }
 
-    let floor = median(floors.clone());
-    let create = median(creates.iter().map(|c| c.create).collect());
-    let delete = median(creates.iter().map(|c| c.delete).collect());
-    let rss_max = creates.iter().map(|c| c.max_rss_kib).max().unwrap_or(0);
-    let rss_median = median(creates.iter().map(|c| c.max_rss_kib).collect());
-    let ratio = create.as_secs_f64() / floor.as_secs_f64();
-    println!();
-    println!("median create  {:.2}s", create.as_secs_f64());
-    println!("median floor   {:.2}s", floor.as_secs_f64());
-    println!("median delete  {:.2}s", delete.as_secs_f64());
-    println!("ratio create/floor {ratio:.2} (target <= 1.25)");
+    let summary = Summary {
+        scenario,
+        runs: runs.len(),
+        raw: median(runs.iter().map(|r| r.raw).collect()),
+        boot: median(runs.iter().map(|r| r.boot).collect()),
+        create: median(runs.iter().map(|r| r.create.create).collect()),
+        delete: median(runs.iter().map(|r| r.create.delete).collect()),
+        removal: median(runs.iter().map(|r| r.removal).collect()),
+        rss_max_kib: runs.iter().map(|r| r.create.max_rss_kib).max().unwrap_or(0),
+        cpu: median_f64(runs.iter().map(|r| r.create.cpu).collect()),
+    };
+    let per_run = |f: &dyn Fn(&Measured) -> f64| -> String {
+        runs.iter()
+            .map(|r| format!("{:.2}", f(r)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     println!(
-        "peak RSS of topgun create: max {:.1} MiB, median {:.1} MiB (target < 30 MiB)",
-        rss_max as f64 / 1024.0,
-        rss_median as f64 / 1024.0
+        "median create {:.2}s, boot floor {:.2}s, raw floor {:.2}s, delete {:.2}s, raw removal {:.2}s",
+        summary.create.as_secs_f64(),
+        summary.boot.as_secs_f64(),
+        summary.raw.as_secs_f64(),
+        summary.delete.as_secs_f64(),
+        summary.removal.as_secs_f64()
+    );
+    println!(
+        "create/boot floor {:.2} (per run {}; target <= 1.10: {})",
+        ratio(summary.create, summary.boot),
+        per_run(&|r| ratio(r.create.create, r.boot)),
+        met(ratio(summary.create, summary.boot) <= 1.10)
+    );
+    println!(
+        "create/raw floor {:.2} (per run {})",
+        ratio(summary.create, summary.raw),
+        per_run(&|r| ratio(r.create.create, r.raw)),
+    );
+    println!(
+        "delete/raw removal {:.2} (per run {}; target <= 1.2: {})",
+        ratio(summary.delete, summary.removal),
+        per_run(&|r| ratio(r.create.delete, r.removal)),
+        met(ratio(summary.delete, summary.removal) <= 1.2)
+    );
+    println!(
+        "peak RSS of topgun create: max {:.1} MiB; topgun's own CPU: median {:.2} CPU-s (per run {})",
+        summary.rss_max_kib as f64 / 1024.0,
+        summary.cpu,
+        per_run(&|r| r.create.cpu)
     );
     let mut by_phase: BTreeMap<usize, (String, Vec<Duration>)> = BTreeMap::new();
-    for c in &creates {
-        for (i, (phase, d)) in c.phases.iter().enumerate() {
+    for r in &runs {
+        for (i, (phase, d)) in r.create.phases.iter().enumerate() {
             by_phase
                 .entry(i)
                 .or_insert_with(|| (phase.clone(), Vec::new()))
@@ -226,7 +438,40 @@ async fn run(
         .map(|(p, ds)| format!("{p} {:.2}s", median(ds).as_secs_f64()))
         .collect();
     println!("median phases: {}", phases.join(", "));
-    Ok(())
+    Ok(summary)
+}
+
+fn ratio(a: Duration, b: Duration) -> f64 {
+    a.as_secs_f64() / b.as_secs_f64().max(1e-3)
+}
+
+fn met(ok: bool) -> &'static str {
+    if ok { "met" } else { "NOT MET" }
+}
+
+/// The 1, 5 and 15 minute load averages, from `/proc/loadavg`.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".to_owned())
+}
+
+/// Cores and the CPU model, from `/proc/cpuinfo`.
+fn machine() -> String {
+    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let cores = info.lines().filter(|l| l.starts_with("processor")).count();
+    let model = info
+        .lines()
+        .find_map(|l| l.strip_prefix("model name")?.split(':').nth(1))
+        .unwrap_or("unknown CPU")
+        .trim()
+        .to_owned();
+    format!("{cores} cores, {model}")
+}
+
+fn median_f64(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or_default()
 }
 
 /// `Err` naming `what`, its exit status and its stderr unless it succeeded.
@@ -270,12 +515,12 @@ fn cpu_since(before: Option<f64>, what: &str) -> String {
     }
 }
 
-fn spec(name: &str, args: &Args) -> Result<ClusterSpec, BoxError> {
+fn spec(name: &str, scenario: &Scenario) -> Result<ClusterSpec, BoxError> {
     let mut builder = ClusterSpec::builder(name)
-        .servers(args.servers)
-        .agents(args.agents);
-    if args.etcd > 0 {
-        builder = builder.datastore(Datastore::etcd(args.etcd));
+        .servers(scenario.servers)
+        .agents(scenario.agents);
+    if scenario.etcd > 0 {
+        builder = builder.datastore(Datastore::etcd(scenario.etcd));
     }
     Ok(builder.build()?)
 }
@@ -285,7 +530,7 @@ fn spec(name: &str, args: &Args) -> Result<ClusterSpec, BoxError> {
 async fn create_and_delete(
     topgun: &Path,
     time: &Path,
-    args: &Args,
+    args: &Scenario,
     name: &str,
     scratch: &Path,
 ) -> Result<CreateRun, BoxError> {
@@ -294,7 +539,7 @@ async fn create_and_delete(
     let mut command = tokio::process::Command::new(time);
     command
         .arg("-f")
-        .arg("%M")
+        .arg("%M %U %S")
         .arg("-o")
         .arg(&rss_file)
         .arg(topgun)
@@ -317,13 +562,22 @@ async fn create_and_delete(
     let out = command.output().await?;
     let create = started.elapsed();
     succeeded(&format!("topgun create {name}"), &out)?;
-    let max_rss_kib: u64 = std::fs::read_to_string(&rss_file)?
+    // `/usr/bin/time -f "%M %U %S"`: peak RSS in KiB, user and system
+    // CPU-seconds.
+    let figures = std::fs::read_to_string(&rss_file)?;
+    let fields: Vec<&str> = figures
         .lines()
         .last()
         .unwrap_or_default()
-        .trim()
-        .parse()
-        .map_err(|e| format!("cannot read the peak RSS from /usr/bin/time: {e}"))?;
+        .split_whitespace()
+        .collect();
+    let (max_rss_kib, cpu) = match fields[..] {
+        [rss, user, system] => (
+            rss.parse::<u64>()?,
+            user.parse::<f64>()? + system.parse::<f64>()?,
+        ),
+        _ => return Err(format!("cannot read /usr/bin/time's figures from {figures:?}").into()),
+    };
     let json: serde_json::Value = serde_json::from_slice(&out.stdout)?;
     let phases = json["phases"]
         .as_array()
@@ -353,6 +607,7 @@ async fn create_and_delete(
         create,
         delete,
         max_rss_kib,
+        cpu,
         phases,
     })
 }

@@ -243,10 +243,11 @@ impl BackendState {
     }
 }
 
-/// Reads haproxy's stats page (CSV) at `127.0.0.1:port` and returns the
-/// state of every backend server.
+/// Reads haproxy's stats page (CSV) at `port` of the engine host
+/// ([`crate::engine::control_host`], 127.0.0.1 for a local engine) and
+/// returns the state of every backend server.
 pub async fn haproxy_backends(port: u16) -> std::result::Result<Vec<BackendState>, String> {
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let addr = SocketAddr::new(crate::engine::control_host(), port);
     let fut = async {
         let tcp = TcpStream::connect(addr)
             .await

@@ -13,29 +13,30 @@ use futures_util::future::join_all;
 
 use crate::{Error, Result};
 
-/// The socket Docker listens on when `DOCKER_HOST` is unset.
-pub const DEFAULT_DOCKER_HOST: &str = "unix:///var/run/docker.sock";
+/// The socket Docker listens on when nothing else is selected.
+pub const DEFAULT_DOCKER_HOST: &str = crate::engine::DEFAULT_SOCKET;
 
-/// The Docker host topgun talks to: `$DOCKER_HOST` or the default socket.
+/// The engine URL topgun talks to ([`crate::engine::current`]), or the
+/// default socket when the selection is invalid (connecting then says why).
 pub fn docker_host() -> String {
-    std::env::var("DOCKER_HOST")
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| DEFAULT_DOCKER_HOST.to_owned())
+    crate::engine::current()
+        .map(|e| e.url)
+        .unwrap_or_else(|_| DEFAULT_DOCKER_HOST.to_owned())
 }
 
 /// Whether the Docker daemon runs on this machine (a unix socket), so that
 /// host ports can be probed locally.
 pub fn docker_is_local() -> bool {
-    docker_host().starts_with("unix://")
+    crate::engine::current().is_ok_and(|e| e.is_local())
 }
 
-/// Connects to the daemon named by `DOCKER_HOST` (or the default socket) and
-/// negotiates the API version (the engine may be older than bollard, e.g.
-/// Docker 20.10 speaks API 1.41). Fails with an error naming `DOCKER_HOST`
-/// and the socket when the daemon cannot be reached.
+/// Connects to the engine selected as the docker CLI selects it (flags,
+/// `DOCKER_HOST`, `DOCKER_CONTEXT`, the current context, the local socket;
+/// see [`crate::engine`]) and negotiates the API version (the engine may be
+/// older than bollard, e.g. Docker 20.10 speaks API 1.41). Fails with an
+/// error naming the endpoint and the layer that failed.
 pub async fn connect() -> Result<Docker> {
-    connect_to(&docker_host()).await
+    crate::engine::connect(&crate::engine::current()?).await
 }
 
 /// Connects to the daemon at `host` (`unix:///path`, `tcp://host:port` or
@@ -53,7 +54,7 @@ pub async fn connect_to(host: &str) -> Result<Docker> {
         .map_err(|e| unreachable(describe_connect_error(&e)))
 }
 
-fn describe_connect_error(e: &bollard::errors::Error) -> String {
+pub(crate) fn describe_connect_error(e: &bollard::errors::Error) -> String {
     let mut text = e.to_string();
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {

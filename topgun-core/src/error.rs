@@ -52,6 +52,25 @@ pub enum Error {
         /// Why the connection failed.
         reason: String,
     },
+    /// A Docker engine (remote, over TLS or ssh, or a context's) could not be
+    /// reached; names the layer that failed.
+    #[error(
+        "cannot reach the Docker engine {url} (from {source_of}): {layer}: {problem}{}",
+        fix_suffix(fix)
+    )]
+    Engine {
+        /// The engine URL.
+        url: String,
+        /// Where it was selected (`DOCKER_HOST`, `docker context "x"`, ...).
+        source_of: String,
+        /// The layer that failed: DNS, TCP, TLS handshake, ssh, ssh
+        /// authentication, engine API, ...
+        layer: String,
+        /// What went wrong.
+        problem: String,
+        /// What to do; may be empty.
+        fix: String,
+    },
     /// A Docker API call failed.
     #[error("docker: cannot {action}: {source}")]
     Docker {

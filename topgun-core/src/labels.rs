@@ -14,6 +14,13 @@ pub const INDEX: &str = "dev.topgun.index";
 pub const VERSION: &str = "dev.topgun.version";
 /// The host address the API is published on (containers only).
 pub const API_HOST: &str = "dev.topgun.api-host";
+/// The Docker engine the cluster was created through: its URL (e.g.
+/// `ssh://jbl@alien.io`) or `context:NAME`.
+pub const ENGINE: &str = "dev.topgun.engine";
+/// The host name the kubeconfig's server uses when it is not the API host
+/// address (a remote engine host's name, as the user gave it; containers
+/// only).
+pub const API_NAME: &str = "dev.topgun.api-name";
 /// `embedded`, `etcd` or `external` (containers only).
 pub const DATASTORE: &str = "dev.topgun.datastore";
 /// The cluster network's name (containers only).

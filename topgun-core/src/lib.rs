@@ -17,6 +17,8 @@
 //! - [`kubeconfig`]: rewrite, merge (atomic, 0600) and remove entries.
 //! - [`import`]: images from the host engine into a cluster's nodes
 //!   ([`import::import_images`]), streamed.
+//! - [`engine`]: which Docker engine (flags, `DOCKER_HOST`, docker
+//!   contexts; unix, TLS, ssh), resolved as the docker CLI does.
 //! - [`Cluster`]: a handle for programs that embed topgun.
 //!
 //! topgun-core never prints: progress goes to a [`progress::Progress`]
@@ -47,6 +49,7 @@ pub mod api;
 pub mod archive;
 pub mod cluster;
 pub mod docker;
+pub mod engine;
 pub mod error;
 pub mod floor;
 pub mod images;
@@ -66,7 +69,7 @@ pub use error::{Error, Result};
 pub use images::ImageSet;
 pub use import::{ImportOptions, ImportWhen, Imported, ImportedImage, NodeImport};
 pub use lifecycle::{ClusterStatus, ClusterSummary, DeleteOptions, DeleteTarget, Deleted};
-pub use progress::{Event, Progress};
+pub use progress::{Event, Progress, ReadyCounts};
 pub use runtime::nodes::{AddNodesOptions, Added, DeleteNodeOptions, NodeDeleted, NodeObject};
 pub use runtime::start::{Changed, LifecycleOptions, NodeChange};
 pub use runtime::{CreateOptions, Created};

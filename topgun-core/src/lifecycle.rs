@@ -81,6 +81,19 @@ fn server_url(host: IpAddr, port: u16) -> String {
     format!("https://{}", SocketAddr::new(host, port))
 }
 
+/// The server a kubeconfig names: `https://NAME:PORT` when the API has a
+/// host name (a remote engine host's, as the user gave it), else the
+/// address.
+pub(crate) fn kubeconfig_server(name: Option<&str>, host: IpAddr, port: u16) -> String {
+    match name.filter(|n| !n.is_empty()) {
+        Some(n) => match n.parse::<IpAddr>() {
+            Ok(ip) => server_url(ip, port),
+            Err(_) => format!("https://{n}:{port}"),
+        },
+        None => server_url(host, port),
+    }
+}
+
 /// The container that publishes the API: the load balancer, else server-0.
 fn api_container(containers: &[ContainerSummary]) -> Option<&ContainerSummary> {
     containers
@@ -770,7 +783,7 @@ async fn etcd_access_of(
             });
             let endpoint = port
                 .filter(|_| m.state == "running")
-                .map(|p| format!("https://127.0.0.1:{p}"));
+                .map(|p| server_url(crate::engine::control_host(), p));
             (m.name.clone(), endpoint)
         })
         .collect();
@@ -892,7 +905,11 @@ async fn read_kubeconfig(docker: &Docker, view: &ClusterView) -> Result<Kubeconf
             url: api_name.clone(),
             reason: "the API is not published: the container is not running".to_owned(),
         })?;
-    let server = server_url(dial_host(label(&api.labels, labels::API_HOST)), port);
+    let server = kubeconfig_server(
+        label(&api.labels, labels::API_NAME),
+        dial_host(label(&api.labels, labels::API_HOST)),
+        port,
+    );
     // Prefer running servers, server-0 first.
     let mut servers: Vec<&NodeStatus> = view
         .nodes
@@ -1025,8 +1042,14 @@ pub async fn delete(
             }
         }
     }
-    let mut removed =
-        dockerx::remove_by_labels(docker, filters.clone(), std::time::Duration::ZERO).await?;
+    // One cluster: one pass now, and the passes until nothing is left after
+    // the lock below (a create in flight is waited for there).
+    let mut removed = match target {
+        DeleteTarget::Name(_) => dockerx::remove_once(docker, &filters).await?,
+        DeleteTarget::All => {
+            dockerx::remove_by_labels(docker, filters.clone(), std::time::Duration::ZERO).await?
+        }
+    };
     if let DeleteTarget::Name(name) = target {
         // A create of this name may be in flight: what was just removed
         // makes it fail and roll back; wait for it to exit, then look again.

@@ -167,3 +167,118 @@ pub(crate) fn emit(progress: &Option<Progress>, event: Event) {
         p(&event);
     }
 }
+
+/// Counts of ready nodes per phase, from a create's [`Event`]s: what a
+/// progress display shows instead of a line per node (`agents 37/50
+/// ready`).
+#[derive(Debug, Default, Clone)]
+pub struct ReadyCounts {
+    /// Phases started and not done: the phase, its nodes, which are ready.
+    running: Vec<(PhaseKind, Vec<String>, Vec<bool>)>,
+}
+
+impl ReadyCounts {
+    /// An empty count.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Takes an event in; returns whether the counts changed.
+    pub fn update(&mut self, event: &Event) -> bool {
+        match event {
+            Event::PhaseStarted { phase, nodes } if !nodes.is_empty() => {
+                self.running.retain(|(p, ..)| p != phase);
+                self.running
+                    .push((*phase, nodes.clone(), vec![false; nodes.len()]));
+                true
+            }
+            Event::PhaseDone { phase, .. } => {
+                let before = self.running.len();
+                self.running.retain(|(p, ..)| p != phase);
+                before != self.running.len()
+            }
+            Event::NodeReady { node, .. } => {
+                // The phase that started it last (server-0 is in the first
+                // server's phase and the API's).
+                let found = self.running.iter_mut().rev().find_map(|(_, nodes, ready)| {
+                    let i = nodes.iter().position(|n| n == node)?;
+                    Some(&mut ready[i])
+                });
+                match found {
+                    Some(ready) if !*ready => {
+                        *ready = true;
+                        true
+                    }
+                    _ => false,
+                }
+            }
+            _ => false,
+        }
+    }
+
+    /// `servers 1/2 ready, agents 37/50 ready`: every phase of more than one
+    /// node still running, or `None` when there is none.
+    pub fn summary(&self) -> Option<String> {
+        let parts: Vec<String> = self
+            .running
+            .iter()
+            .filter(|(_, nodes, _)| nodes.len() > 1)
+            .map(|(phase, nodes, ready)| {
+                let n = ready.iter().filter(|r| **r).count();
+                format!("{} {n}/{} ready", phase.describe(), nodes.len())
+            })
+            .collect();
+        (!parts.is_empty()).then(|| parts.join(", "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn started(phase: PhaseKind, nodes: &[&str]) -> Event {
+        Event::PhaseStarted {
+            phase,
+            nodes: nodes.iter().map(|n| (*n).to_owned()).collect(),
+        }
+    }
+
+    fn ready(node: &str) -> Event {
+        Event::NodeReady {
+            node: node.to_owned(),
+            elapsed: Duration::ZERO,
+        }
+    }
+
+    #[test]
+    fn ready_counts_per_phase() {
+        let mut c = ReadyCounts::new();
+        assert_eq!(c.summary(), None);
+        let agents: Vec<String> = (0..50).map(|i| format!("agent-{i}")).collect();
+        let names: Vec<&str> = agents.iter().map(String::as_str).collect();
+        assert!(c.update(&started(PhaseKind::FirstServer, &["server-0"])));
+        assert_eq!(c.summary(), None, "one node needs no count");
+        assert!(c.update(&started(PhaseKind::Servers, &["server-1", "server-2"])));
+        assert!(c.update(&started(PhaseKind::Agents, &names)));
+        for name in &names[..37] {
+            assert!(c.update(&ready(name)));
+        }
+        assert!(c.update(&ready("server-2")));
+        assert!(!c.update(&ready("nobody")));
+        assert_eq!(
+            c.summary().as_deref(),
+            Some("servers 1/2 ready, agents 37/50 ready")
+        );
+        assert!(c.update(&Event::PhaseDone {
+            phase: PhaseKind::Servers,
+            elapsed: Duration::ZERO,
+        }));
+        assert_eq!(c.summary().as_deref(), Some("agents 37/50 ready"));
+        // A node counts once.
+        assert!(!c.update(&ready("agent-0")));
+        for name in &names {
+            c.update(&ready(name));
+        }
+        assert_eq!(c.summary().as_deref(), Some("agents 50/50 ready"));
+    }
+}

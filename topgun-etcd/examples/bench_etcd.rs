@@ -74,9 +74,18 @@ async fn main() -> anyhow::Result<()> {
     let mut elections = Vec::new();
     let mut detections = Vec::new();
     for trial in 1..=trials {
-        let report = checker
+        let report = match checker
             .wait_healthy(Instant::now() + Duration::from_secs(30))
-            .await?;
+            .await
+        {
+            Ok(report) => report,
+            Err(e) => {
+                let logs: Vec<String> = (0..cluster.len())
+                    .map(|i| format!("{}:\n{}", cluster.member_name(i), cluster.log_tail(i, 8)))
+                    .collect();
+                bail!("trial {trial}: {e}\n{}", logs.join("\n"));
+            }
+        };
         let old = report.health.leader_id.context("a leader")?;
         let old_term = report.members[0].raft_term;
         let victim = report

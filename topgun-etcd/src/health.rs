@@ -430,6 +430,11 @@ impl Checker {
         })
     }
 
+    /// The per-member clients, in order (for the browser's reads and writes).
+    pub(crate) fn member_clients(&self) -> &[MemberClient] {
+        &self.members
+    }
+
     /// The (normalized) endpoints, in order.
     pub fn endpoints(&self) -> Vec<String> {
         self.members.iter().map(|m| m.endpoint.clone()).collect()
@@ -803,7 +808,7 @@ async fn list_keys_through(
 }
 
 /// The end of the range of keys that start with `prefix` (`\0` = all keys).
-fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+pub(crate) fn prefix_end(prefix: &[u8]) -> Vec<u8> {
     let mut end = prefix.to_vec();
     while let Some(last) = end.pop() {
         if last < 0xff {

@@ -12,6 +12,9 @@
 //! - [`health`]: one client per member, a deadline on every request,
 //!   [`MemberStatus`], the pure verdict [`health::assess`] → [`ClusterHealth`],
 //!   a write probe, `wait_healthy` and a leader-change watch.
+//! - [`browse`]: the data side of `topgun etcd browse`: the key tree one
+//!   level at a time with counts and sizes, values decoded (text, JSON,
+//!   Kubernetes protobuf), a key's revision history, puts and deletes.
 //! - [`local`]: a runner of a plan as local processes on loopback, for
 //!   tests and benchmarks.
 //!
@@ -31,6 +34,7 @@
 //! # Ok::<(), topgun_etcd::Error>(())
 //! ```
 
+pub mod browse;
 pub mod client;
 pub mod error;
 pub mod health;

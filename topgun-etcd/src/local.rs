@@ -387,12 +387,39 @@ fn on_path(name: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// `count` distinct free TCP ports on 127.0.0.1, all held until chosen.
+/// `count` distinct free TCP ports on 127.0.0.1, all held until chosen,
+/// picked below the kernel's ephemeral range.
+///
+/// A port from the ephemeral range (what binding port 0 gives) is free
+/// only while its member runs: once a member is killed, any outgoing
+/// connection on the machine may get that port as its local port, and so
+/// may the surviving members' own dials of the dead member (a TCP
+/// self-connect: on loopback, a dial of a closed ephemeral port from that
+/// same port connects to itself). The restarted member then cannot bind its
+/// port and never rejoins. Ports below the range are never handed out that
+/// way, so a member's ports stay its own across restarts.
 fn free_ports(count: usize) -> Result<Vec<u16>> {
-    let listeners = (0..count)
-        .map(|_| TcpListener::bind("127.0.0.1:0"))
-        .collect::<std::io::Result<Vec<_>>>()
-        .map_err(|e| Error::io("cannot bind", "127.0.0.1:0", e))?;
+    let (low, _) = ephemeral_range();
+    // Candidates between 10000 and the range's start; with no room below
+    // it (an unusual kernel setting) fall back to ports the kernel picks.
+    let (from, to) = (10_000u16, low.saturating_sub(1));
+    let mut listeners: Vec<TcpListener> = Vec::with_capacity(count);
+    if to > from && usize::from(to - from) > count * 8 {
+        let mut tries = 0;
+        while listeners.len() < count && tries < count * 200 {
+            tries += 1;
+            let port = rand::random_range(from..=to);
+            if let Ok(l) = TcpListener::bind(("127.0.0.1", port)) {
+                listeners.push(l);
+            }
+        }
+    }
+    while listeners.len() < count {
+        listeners.push(
+            TcpListener::bind("127.0.0.1:0")
+                .map_err(|e| Error::io("cannot bind", "127.0.0.1:0", e))?,
+        );
+    }
     listeners
         .iter()
         .map(|l| {
@@ -401,6 +428,18 @@ fn free_ports(count: usize) -> Result<Vec<u16>> {
                 .map_err(|e| Error::io("cannot bind", "127.0.0.1:0", e))
         })
         .collect()
+}
+
+/// The kernel's ephemeral port range (`net.ipv4.ip_local_port_range`),
+/// Linux's default when it cannot be read.
+fn ephemeral_range() -> (u16, u16) {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| {
+            let mut it = s.split_whitespace().map(|p| p.parse::<u16>().ok());
+            Some((it.next()??, it.next()??))
+        })
+        .unwrap_or((32768, 60999))
 }
 
 /// `path` (absolute in the container) inside `root`.
@@ -453,6 +492,20 @@ fn rewrite_arg(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ports_are_distinct_and_below_the_ephemeral_range() {
+        let (low, high) = ephemeral_range();
+        assert!(low <= high);
+        let ports = free_ports(12).unwrap();
+        let mut sorted = ports.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), 12, "{ports:?}");
+        if low > 20_000 {
+            assert!(ports.iter().all(|&p| p < low), "{ports:?} vs {low}");
+        }
+    }
 
     #[test]
     fn arguments_are_rewritten_for_loopback() {

@@ -220,7 +220,7 @@ impl EtcdPki {
         let mut members = Vec::with_capacity(spec.members);
         for index in 0..spec.members {
             let name = spec.member_name(index);
-            let sans = member_sans(&name, spec.addresses.get(index).copied());
+            let sans = member_sans(&name, spec.addresses.get(index).copied(), &spec.client_sans);
             // serverAuth and clientAuth for both (CertUsage::Peer).
             let leaf = |by: &CertificateAuthority, cn: String| {
                 by.issue(&LeafParams::new(cn, CertUsage::Peer).with_sans(sans.clone()))
@@ -535,7 +535,7 @@ pub fn plan_with_pki(spec: &EtcdClusterSpec, pki: Option<EtcdPki>) -> Result<Etc
             listen_peer_url,
             listen_client_url,
             sans: if spec.tls {
-                member_sans(name, *address)
+                member_sans(name, *address, &spec.client_sans)
             } else {
                 Vec::new()
             },
@@ -575,8 +575,9 @@ pub fn plan_with_pki(spec: &EtcdClusterSpec, pki: Option<EtcdPki>) -> Result<Etc
     })
 }
 
-/// The SANs of member `name`: its name, its address, localhost, 127.0.0.1.
-fn member_sans(name: &str, address: Option<IpAddr>) -> Vec<San> {
+/// The SANs of member `name`: its name, its address, localhost, 127.0.0.1,
+/// then `extra`.
+fn member_sans(name: &str, address: Option<IpAddr>, extra: &[IpAddr]) -> Vec<San> {
     let mut sans = vec![San::Dns(name.to_owned())];
     if let Some(ip) = address {
         sans.push(San::Ip(ip));
@@ -585,6 +586,11 @@ fn member_sans(name: &str, address: Option<IpAddr>) -> Vec<San> {
     let loopback = IpAddr::V4(Ipv4Addr::LOCALHOST);
     if address != Some(loopback) {
         sans.push(San::Ip(loopback));
+    }
+    for ip in extra {
+        if !sans.contains(&San::Ip(*ip)) {
+            sans.push(San::Ip(*ip));
+        }
     }
     sans
 }

@@ -62,6 +62,10 @@ pub struct EtcdClusterSpec {
     /// URLs and certificates. Peer URLs always use member names. Empty:
     /// members are reached by hostname.
     pub addresses: Vec<IpAddr>,
+    /// More addresses every member's server certificate covers: the host
+    /// address its client port is published on when clients dial it there
+    /// (a remote Docker engine's address). Empty by default.
+    pub client_sans: Vec<IpAddr>,
 }
 
 impl EtcdClusterSpec {
@@ -80,7 +84,14 @@ impl EtcdClusterSpec {
             election: None,
             quota_backend_bytes: None,
             addresses: Vec::new(),
+            client_sans: Vec::new(),
         }
+    }
+
+    /// Sets the extra addresses every member's server certificate covers.
+    pub fn with_client_sans(mut self, addresses: impl IntoIterator<Item = IpAddr>) -> Self {
+        self.client_sans = addresses.into_iter().collect();
+        self
     }
 
     /// Sets the member count.

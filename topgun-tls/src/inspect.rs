@@ -460,7 +460,7 @@ mod tests {
     fn fuzz_regression_joined_key_lines_are_not_repeated() {
         let ca = CertificateAuthority::generate(&CaParams::new("test-ca")).unwrap();
         let body = "MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg";
-        let mut bytes = |key: String| {
+        let bytes = |key: String| {
             let bundle = format!("{}{key}", ca.cert_pem());
             let m = inspect_pem_or_der(bundle.as_bytes())
                 .unwrap_err()

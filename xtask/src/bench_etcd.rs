@@ -23,6 +23,10 @@ pub struct BenchEtcdArgs {
     /// Milliseconds between status rounds while watching for the new leader.
     #[arg(long, default_value_t = 50)]
     pub interval_ms: u64,
+    /// Build and run the dev profile: a quick smoke run (CI), whose
+    /// figures mean nothing.
+    #[arg(long)]
+    pub dev: bool,
 }
 
 /// Runs the benchmark and prints its figures.
@@ -34,6 +38,7 @@ pub fn run(args: BenchEtcdArgs) -> anyhow::Result<()> {
         args.interval_ms.to_string(),
     );
     setup::run_example(
+        !args.dev,
         "topgun-etcd",
         "bench_etcd",
         &[

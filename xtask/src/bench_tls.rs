@@ -28,6 +28,16 @@ pub struct BenchTlsArgs {
     iterations: usize,
 }
 
+impl BenchTlsArgs {
+    /// A quick smoke run in the dev profile (CI).
+    pub fn smoke() -> Self {
+        Self {
+            dev: true,
+            iterations: 5,
+        }
+    }
+}
+
 /// Runs the TLS benchmarks and prints their figures.
 pub fn run(args: BenchTlsArgs) -> anyhow::Result<()> {
     if args.iterations == 0 {

@@ -26,6 +26,9 @@ pub fn all() -> Vec<Scenario> {
         ("race-create-delete", race_create_delete),
         ("day2-etcd", day2_etcd),
         ("day2-reboot-embedded", day2_reboot_embedded),
+        ("remote-ssh", crate::e2e_remote::remote_ssh),
+        ("remote-tls", crate::e2e_remote::remote_tls),
+        ("remote-context", crate::e2e_remote::remote_context),
     ]
 }
 

@@ -3,7 +3,7 @@
 //! - `setup`: install the system packages the workspace and its tests need.
 //! - `test`: everything CI runs after lints: setup, images and their smoke
 //!   tests, unit and integration tests, a short fuzzing pass, the
-//!   end-to-end suite.
+//!   end-to-end suite, each benchmark once as a smoke test.
 //! - `fuzz [--secs N]`: every crate's fuzz targets, N seconds each.
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
@@ -13,6 +13,7 @@ mod bench_etcd;
 mod bench_tls;
 mod e2e;
 mod e2e_day2;
+mod e2e_remote;
 mod e2e_scenarios;
 mod fuzz;
 mod images;
@@ -34,7 +35,8 @@ struct Xtask {
 enum Task {
     /// Install the Debian packages the workspace and its tests need.
     Setup,
-    /// Run every test: setup, unit and integration tests.
+    /// Run every test: setup, unit and integration tests, fuzzing, e2e, and
+    /// each benchmark once as a smoke test.
     Test,
     /// Build the local images (etcd, haproxy, the k3s stand-in) if their
     /// inputs changed.
@@ -67,9 +69,10 @@ enum BenchArea {
     /// A status round over 3 etcd members (p50/p99), and leader-failover
     /// detection beside etcd's own re-election time.
     Etcd(bench_etcd::BenchEtcdArgs),
-    /// `topgun create` of scenario 2 (3 servers, 2 agents, 3-member etcd,
-    /// load balancer) beside the floor (the same containers created and
-    /// started directly), and its peak RSS.
+    /// `topgun create` and `delete` beside their floors (the same
+    /// containers created and started directly; then booted; a raw
+    /// removal), peak RSS and CPU, for scenario 2 or `--scenarios
+    /// s2,seed,etcd5,etcd50`.
     Create(bench_create::BenchCreateArgs),
 }
 
@@ -111,7 +114,29 @@ fn test() -> anyhow::Result<()> {
         secs: 10,
         only: None,
     })?;
-    e2e::run(e2e::E2eArgs { only: None })
+    e2e::run(e2e::E2eArgs { only: None })?;
+    bench_smoke()
+}
+
+/// Each benchmark once, quickly, in the dev profile the tests built: that
+/// they run and clean up, asserting nothing about time (figures come from
+/// release runs, see docs/performance.md).
+fn bench_smoke() -> anyhow::Result<()> {
+    bench_tls::run(bench_tls::BenchTlsArgs::smoke())?;
+    bench_etcd::run(bench_etcd::BenchEtcdArgs {
+        rounds: 20,
+        trials: 2,
+        interval_ms: 50,
+        dev: true,
+    })?;
+    bench_create::run(bench_create::BenchCreateArgs {
+        runs: 1,
+        scenarios: vec!["s2".to_owned(), "etcd5".to_owned()],
+        servers: None,
+        agents: None,
+        etcd: None,
+        dev: true,
+    })
 }
 
 /// Runs the topgun CLI with the local images, as the README's main command.

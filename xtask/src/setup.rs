@@ -22,7 +22,17 @@ const PACKAGES: &[&str] = &[
     "binutils",
     // `/usr/bin/time` for the peak RSS in `cargo xtask bench create`.
     "time",
+    // The remote-engine e2e scenarios: an sshd of their own and a TLS
+    // endpoint (socat) in front of the engine socket, on loopback.
+    "openssh-server",
+    "openssh-client",
+    "socat",
+    // Headless, for the browser test of `topgun etcd browse`.
+    "chromium",
 ];
+
+/// Debian's chromium, as the browser test runs it (`TOPGUN_CHROMIUM`).
+const CHROMIUM: &str = "/usr/bin/chromium";
 
 /// Where packages that are unpacked rather than installed go.
 pub fn debian_root() -> PathBuf {
@@ -116,10 +126,13 @@ impl Tools {
 
     /// The environment the test processes get.
     pub fn env(&self) -> Vec<(String, String)> {
-        vec![(
-            "TOPGUN_KUBECTL".into(),
-            self.kubectl.to_string_lossy().into_owned(),
-        )]
+        vec![
+            (
+                "TOPGUN_KUBECTL".into(),
+                self.kubectl.to_string_lossy().into_owned(),
+            ),
+            ("TOPGUN_CHROMIUM".into(), CHROMIUM.into()),
+        ]
     }
 }
 
@@ -155,17 +168,22 @@ pub fn cargo(args: &[&str], env: &[(String, String)]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs the release build of `example` of `package` with `args` and extra
-/// `env`: how every benchmark runs its measuring program.
+/// Runs `example` of `package` with `args` and extra `env`: how every
+/// benchmark runs its measuring program. In the release profile, or
+/// (`release` false, for a quick smoke run that measures nothing) the dev
+/// profile the tests built.
 pub fn run_example(
+    release: bool,
     package: &str,
     example: &str,
     args: &[&str],
     env: &[(String, String)],
 ) -> anyhow::Result<()> {
-    let mut all = vec![
-        "run",
-        "--release",
+    let mut all = vec!["run"];
+    if release {
+        all.push("--release");
+    }
+    all.extend([
         "--locked",
         "--quiet",
         "--package",
@@ -173,7 +191,7 @@ pub fn run_example(
         "--example",
         example,
         "--",
-    ];
+    ]);
     all.extend_from_slice(args);
     cargo(&all, env)
 }

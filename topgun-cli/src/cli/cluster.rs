@@ -152,6 +152,10 @@ pub struct RestartArgs {
 /// Arguments of `topgun list`.
 #[derive(Debug, Args)]
 pub struct ListArgs {
+    /// Ask the engine of every docker context (and `default`), and say which
+    /// did not answer.
+    #[arg(long)]
+    pub all_contexts: bool,
     /// Output format.
     #[arg(short, long, value_enum, default_value_t)]
     pub output: OutputFormat,

@@ -1,5 +1,6 @@
 //! `topgun etcd ...` arguments.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -25,6 +26,12 @@ pub enum EtcdCommand {
     /// List keys (keys only, never values) and count them by prefix: what
     /// k3s keeps in etcd.
     Keys(KeysArgs),
+    /// Serve a small web UI to look at etcd: members and the live verdict,
+    /// the key tree with counts and sizes, values decoded (text, JSON,
+    /// Kubernetes protobuf) with their revisions. Read-only unless --write.
+    /// Bound to loopback; every request needs the random token in the URL
+    /// it prints. Stop with Ctrl-C.
+    Browse(BrowseArgs),
 }
 
 /// How to reach the members: a topgun cluster by name, or `--endpoints`.
@@ -98,4 +105,23 @@ pub struct KeysArgs {
     /// Output format: table (text) or json.
     #[arg(short, long, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
+}
+
+/// Arguments of `topgun etcd browse`.
+#[derive(Debug, Args)]
+pub struct BrowseArgs {
+    /// How to reach the members.
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    /// Address to serve on; port 0 picks a free one. An address that is not
+    /// loopback makes etcd reachable from other machines (with the token):
+    /// topgun warns.
+    #[arg(long, default_value = "127.0.0.1:0", value_name = "ADDR:PORT")]
+    pub listen: SocketAddr,
+    /// Open the page in the default browser (xdg-open).
+    #[arg(long)]
+    pub open: bool,
+    /// Allow putting and deleting keys from the page (each asks first).
+    #[arg(long)]
+    pub write: bool,
 }

@@ -31,6 +31,15 @@ pub struct GlobalArgs {
     /// debug trace, -vv: every library's, -vvv: trace).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+    /// The Docker engine, before the command as with docker: unix:///PATH,
+    /// tcp://HOST:PORT (TLS with DOCKER_TLS_VERIFY and DOCKER_CERT_PATH) or
+    /// ssh://USER@HOST[:PORT] [default: DOCKER_HOST, DOCKER_CONTEXT, the
+    /// current docker context, unix:///var/run/docker.sock].
+    #[arg(long, value_name = "URL", conflicts_with = "context")]
+    pub engine: Option<String>,
+    /// The docker context (`docker context ls`) whose engine to use.
+    #[arg(long, value_name = "NAME")]
+    pub context: Option<String>,
 }
 
 /// The commands.

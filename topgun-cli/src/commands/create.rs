@@ -173,21 +173,48 @@ async fn rollback_notice(name: String) {
     }
 }
 
-/// Progress lines on stderr, when it is a terminal and not `--quiet`.
+/// Progress lines on stderr, when it is a terminal and not `--quiet`: a
+/// line per phase done, and while phases of several nodes run, one status
+/// line with their counts (`agents 37/50 ready`); `-v` shows each node
+/// instead.
 pub(crate) fn progress(global: &GlobalArgs) -> Option<topgun_core::Progress> {
     if global.quiet || !std::io::stderr().is_terminal() {
         return None;
     }
     let verbose = global.verbose > 0;
-    Some(Arc::new(move |event: &Event| match event {
-        Event::PhaseDone { .. }
-        | Event::RollingBack { .. }
-        | Event::Removed { .. }
-        | Event::NodeStopped { .. } => {
-            output::progress(&event.to_string());
+    // The counts, and whether a status line is on the terminal.
+    let state = std::sync::Mutex::new((topgun_core::ReadyCounts::new(), false));
+    Some(Arc::new(move |event: &Event| {
+        let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
+        let (counts, shown) = &mut *state;
+        let changed = counts.update(event);
+        let line = match event {
+            Event::PhaseDone { .. }
+            | Event::RollingBack { .. }
+            | Event::Removed { .. }
+            | Event::NodeStopped { .. } => Some(event.to_string()),
+            Event::NodeReady { .. } if verbose => Some(format!("  {event}")),
+            _ => None,
+        };
+        // A warning is printed by someone else: clear the status first.
+        let warning = matches!(event, Event::Warning { .. });
+        if line.is_none() && !warning && (!changed || verbose) {
+            return;
         }
-        Event::NodeReady { .. } if verbose => output::progress(&format!("  {event}")),
-        _ => {}
+        if *shown {
+            output::progress_status(None);
+            *shown = false;
+        }
+        if warning {
+            return;
+        }
+        if let Some(line) = line {
+            output::progress(&line);
+        }
+        if !verbose && let Some(summary) = counts.summary() {
+            output::progress_status(Some(&summary));
+            *shown = true;
+        }
     }))
 }
 

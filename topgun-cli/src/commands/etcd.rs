@@ -1,4 +1,5 @@
-//! `topgun etcd`: status and verdict of an etcd cluster, and a key browser.
+//! `topgun etcd`: status and verdict of an etcd cluster, a key lister, and
+//! a web UI (`browse`).
 
 use std::process::ExitCode;
 use std::time::Instant;
@@ -13,11 +14,21 @@ use crate::cli::etcd::{ConnectArgs, EtcdArgs, EtcdCommand, KeysArgs, StatusArgs}
 use crate::cli::{GlobalArgs, OutputFormat};
 use crate::output;
 
+mod browse;
+
 /// Runs `topgun etcd`.
-pub async fn run(args: EtcdArgs, _global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+pub async fn run(args: EtcdArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     match args.command {
         EtcdCommand::Status(args) => status(args).await,
         EtcdCommand::Keys(args) => keys(args).await,
+        EtcdCommand::Browse(args) => {
+            let (checker, access) = connect_with_access(&args.connect).await?;
+            let members = access.map(|a| browse::ClusterMembers {
+                members: a.members,
+                states: a.states,
+            });
+            browse::run(args, checker, members, global.quiet).await
+        }
     }
 }
 
@@ -31,6 +42,12 @@ async fn cluster_access(name: &str) -> anyhow::Result<EtcdAccess> {
 /// Builds one client per member. Bad endpoints or unreadable certificate
 /// files are usage errors (exit 2), found before any connection.
 async fn connect(args: &ConnectArgs) -> anyhow::Result<Checker> {
+    Ok(connect_with_access(args).await?.0)
+}
+
+/// [`connect`], and for a cluster by name also what Docker said about its
+/// members (stopped ones have no endpoint).
+async fn connect_with_access(args: &ConnectArgs) -> anyhow::Result<(Checker, Option<EtcdAccess>)> {
     if let Some(name) = &args.cluster {
         let access = cluster_access(name).await?;
         let config = ClientConfig::with_tls(access.tls.clone()).timeout(args.timeout);
@@ -38,7 +55,7 @@ async fn connect(args: &ConnectArgs) -> anyhow::Result<Checker> {
         if endpoints.is_empty() {
             return Err(Failed(anyhow::anyhow!("no etcd member of {name} is running")).into());
         }
-        return Ok(Checker::connect(&endpoints, &config).await?);
+        return Ok((Checker::connect(&endpoints, &config).await?, Some(access)));
     }
     let tls = match &args.cacert {
         Some(ca) => Some(ClientTls::from_files(
@@ -52,7 +69,7 @@ async fn connect(args: &ConnectArgs) -> anyhow::Result<Checker> {
         tls,
         timeout: args.timeout,
     };
-    Ok(Checker::connect(&args.endpoints, &config).await?)
+    Ok((Checker::connect(&args.endpoints, &config).await?, None))
 }
 
 /// The JSON of one status round (see docs/json-output.md).

@@ -8,8 +8,97 @@ use crate::cli::cluster::ListArgs;
 use crate::cli::{GlobalArgs, OutputFormat};
 use crate::output;
 
+/// The clusters of one docker context.
+#[derive(serde::Serialize)]
+struct ContextClusters {
+    context: String,
+    engine: String,
+    clusters: Vec<topgun_core::ClusterSummary>,
+}
+
+/// A docker context whose engine did not answer.
+#[derive(serde::Serialize)]
+struct Unanswered {
+    context: String,
+    error: String,
+}
+
+/// `topgun list --all-contexts`: every context's engine, asked at once.
+async fn all_contexts(args: &ListArgs) -> anyhow::Result<ExitCode> {
+    use topgun_core::engine;
+    let config = engine::config_dir(&|k| std::env::var(k).ok());
+    let mut names = vec!["default".to_owned()];
+    names.extend(engine::contexts(&config));
+    let mut asks = tokio::task::JoinSet::new();
+    for (i, name) in names.into_iter().enumerate() {
+        let config = config.clone();
+        asks.spawn(async move {
+            let ask = async {
+                let engine = engine::context_engine(&config, &name)?;
+                let docker = engine::connect(&engine).await?;
+                let clusters = topgun_core::lifecycle::list(&docker).await?;
+                Ok::<_, topgun_core::Error>((engine.url, clusters))
+            };
+            let answer = tokio::time::timeout(std::time::Duration::from_secs(30), ask).await;
+            (i, name, answer)
+        });
+    }
+    let mut answers = asks.join_all().await;
+    answers.sort_by_key(|(i, _, _)| *i);
+    let mut answered = Vec::new();
+    let mut unanswered = Vec::new();
+    for (_, context, answer) in answers {
+        match answer {
+            Ok(Ok((engine, clusters))) => answered.push(ContextClusters {
+                context,
+                engine,
+                clusters,
+            }),
+            Ok(Err(e)) => unanswered.push(Unanswered {
+                context,
+                error: e.to_string(),
+            }),
+            Err(_) => unanswered.push(Unanswered {
+                context,
+                error: "no answer within 30s".to_owned(),
+            }),
+        }
+    }
+    for u in &unanswered {
+        output::warn(&format!(
+            "context {:?} did not answer: {}",
+            u.context, u.error
+        ));
+    }
+    match args.output {
+        OutputFormat::Json => output::json(&serde_json::json!({
+            "contexts": answered,
+            "unanswered": unanswered,
+        }))?,
+        OutputFormat::Text => {
+            let text = answered
+                .iter()
+                .map(|c| {
+                    format!(
+                        "CONTEXT {} ({})\n{}",
+                        c.context,
+                        c.engine,
+                        render(&c.clusters)
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("\n\n");
+            output::result(&text);
+        }
+    }
+    Ok(ExitCode::from(EXIT_SUCCESS))
+}
+
 /// Runs `topgun list`.
 pub async fn run(args: ListArgs, _global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    if args.all_contexts {
+        return all_contexts(&args).await;
+    }
     let docker = docker().await?;
     let clusters = topgun_core::lifecycle::list(&docker)
         .await

@@ -41,6 +41,10 @@ impl std::error::Error for Failed {}
 /// Runs the parsed command line and maps its result to an exit code.
 pub fn run(cli: Cli) -> ExitCode {
     output::init_logging(cli.global.verbose, cli.global.quiet);
+    topgun_core::engine::select(topgun_core::engine::EngineFlags {
+        engine: cli.global.engine.clone(),
+        context: cli.global.context.clone(),
+    });
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

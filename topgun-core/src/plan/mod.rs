@@ -94,6 +94,16 @@ pub struct PlanContext {
     /// The datastore files servers get, when they are read back from an
     /// existing server (adding a node) rather than generated.
     pub datastore_files: Option<Vec<PlannedFile>>,
+    /// The engine host's address, where the ports topgun dials itself (etcd
+    /// client ports, haproxy's stats) are published: 127.0.0.1 for a local
+    /// engine ([`crate::engine::control_host`]).
+    pub control_host: IpAddr,
+    /// The engine the cluster lives on, recorded in the
+    /// [`labels::ENGINE`] label ([`crate::engine::Engine::label`]).
+    pub engine: Option<String>,
+    /// The host name the kubeconfig's server uses when it is not the API
+    /// address (the name of a remote engine host, as the user gave it).
+    pub api_name: Option<String>,
 }
 
 impl PlanContext {
@@ -111,6 +121,9 @@ impl PlanContext {
             privileged: true,
             host_ports: Vec::new(),
             datastore_files: None,
+            control_host: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            engine: None,
+            api_name: None,
         }
     }
 }
@@ -282,6 +295,9 @@ pub struct ApiPlan {
     pub container: String,
     /// The server whose kubeconfig topgun reads.
     pub kubeconfig_from: String,
+    /// The host name the kubeconfig's server uses, when not `dial_host`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
 }
 
 impl ClusterPlan {
@@ -611,6 +627,16 @@ struct Planner<'a> {
     adding: bool,
 }
 
+/// The addresses etcd member certificates cover beyond loopback: the engine
+/// host's address when topgun dials the members there.
+pub(crate) fn extra_etcd_sans(control_host: IpAddr) -> Vec<IpAddr> {
+    if control_host.is_loopback() && control_host == IpAddr::V4(Ipv4Addr::LOCALHOST) {
+        Vec::new()
+    } else {
+        vec![control_host]
+    }
+}
+
 impl<'a> Planner<'a> {
     fn new(spec: &'a ClusterSpec, ctx: &'a PlanContext) -> Result<Self> {
         let name = spec.name.as_str();
@@ -624,7 +650,8 @@ impl<'a> Planner<'a> {
                     .with_token(format!("topgun-{}-{}", spec.name.lowercase(), ctx.run_id))
                     .with_addresses(
                         (0..e.members).map(|i| IpAddr::V4(node_ip(&subnet, Role::Etcd, i))),
-                    );
+                    )
+                    .with_client_sans(extra_etcd_sans(ctx.control_host));
                 let pki = ctx.etcd_pki.clone().ok_or_else(|| {
                     Error::invalid(
                         "plan context",
@@ -681,7 +708,7 @@ impl<'a> Planner<'a> {
     }
 
     fn labels(&self, role: &str) -> HashMap<String, String> {
-        HashMap::from([
+        let mut labels = HashMap::from([
             (labels::CLUSTER.to_owned(), self.name.to_owned()),
             (labels::RUN.to_owned(), self.ctx.run_id.clone()),
             (labels::ROLE.to_owned(), role.to_owned()),
@@ -689,13 +716,20 @@ impl<'a> Planner<'a> {
                 labels::VERSION.to_owned(),
                 env!("CARGO_PKG_VERSION").to_owned(),
             ),
-        ])
+        ]);
+        if let Some(engine) = &self.ctx.engine {
+            labels.insert(labels::ENGINE.to_owned(), engine.clone());
+        }
+        labels
     }
 
     fn node_labels(&self, role: Role, index: u32, hostname: &str) -> HashMap<String, String> {
         let mut l = self.labels(role.as_str());
         l.insert(labels::INDEX.to_owned(), index.to_string());
         l.insert(labels::API_HOST.to_owned(), self.spec.api.host.to_string());
+        if let Some(name) = &self.ctx.api_name {
+            l.insert(labels::API_NAME.to_owned(), name.clone());
+        }
         l.insert(
             labels::DATASTORE.to_owned(),
             self.spec.datastore.kind().to_owned(),
@@ -838,6 +872,7 @@ impl<'a> Planner<'a> {
                 port: spec.api.port.or(api_port),
                 container: api_container,
                 kubeconfig_from: node_name(self.name, Role::Server, 0),
+                name: self.ctx.api_name.clone(),
             },
             sans: self.sans.clone(),
             warnings: self.warnings.clone(),
@@ -1035,13 +1070,14 @@ impl<'a> Planner<'a> {
         let mut mounts = self.node_volumes(&name, Role::Etcd, &paths);
         let (user_mounts, env, mut ports) = self.user_extras(Role::Etcd, index);
         mounts.extend(user_mounts);
-        // The client port on a random loopback port: topgun's health checks
-        // dial it with its own client certificate (the member's certificate
-        // covers 127.0.0.1).
+        // The client port on the engine host's address (loopback for a
+        // local engine): topgun's health checks dial it with its own client
+        // certificate, which etcd requires (the member's certificate covers
+        // 127.0.0.1 and that address).
         ports.push(Publish(
             client_port,
             Protocol::Tcp,
-            IpAddr::V4(Ipv4Addr::LOCALHOST),
+            self.ctx.control_host,
             None,
         ));
         let id = NodeId {
@@ -1249,12 +1285,7 @@ impl<'a> Planner<'a> {
         mounts.extend(user_mounts);
         let mut ports = vec![
             Publish(API_PORT, Protocol::Tcp, spec.api.host, spec.api.port),
-            Publish(
-                LB_STATS_PORT,
-                Protocol::Tcp,
-                IpAddr::V4(Ipv4Addr::LOCALHOST),
-                None,
-            ),
+            Publish(LB_STATS_PORT, Protocol::Tcp, self.ctx.control_host, None),
         ];
         ports.extend(user_ports);
         let id = NodeId {

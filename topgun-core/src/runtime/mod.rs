@@ -2,7 +2,8 @@
 //!
 //! Order: refuse a taken name and check images, ports and subnet (nothing
 //! exists yet); create the network; make the nodes (volumes, container,
-//! files) one at a time in start order while the first ones start. Then
+//! files) in start order while the first ones start: one at a time up to
+//! the agents, then a few agents at a time. Then
 //! the plan's phases, each as soon as the phases it depends on have started
 //! or are ready: etcd member 0, the others once it serves its peers, until
 //! topgun-etcd says `Healthy`; the load balancer once the first phase has
@@ -193,13 +194,20 @@ where
     F: Future<Output = ()>,
 {
     spec.validate()?;
+    // On a remote engine, the API goes on the engine host's address.
+    let placed = crate::engine::place_api(spec)?;
+    let (spec, api_name) = match &placed {
+        Some((placed, name)) => (placed, Some(name.clone())),
+        None => (spec, None),
+    };
     // Held until the create has succeeded or rolled back (see `lock`).
     let _lock = crate::lock::ClusterLock::for_create(&dockerx::docker_host(), spec.name.as_str())?;
     tokio::pin!(cancel);
-    let prepared = tokio::select! {
+    let mut prepared = tokio::select! {
         r = prepare::prepare(docker, spec) => r?,
         () = &mut cancel => return Err(Error::Cancelled),
     };
+    prepared.ctx.api_name = api_name;
     let run_id = prepared.ctx.run_id.clone();
     tracing::debug!(cluster = %spec.name, %run_id, subnet = %prepared.ctx.subnet, "creating");
     let mut run = Run {
@@ -313,6 +321,13 @@ pub async fn rollback(docker: &Docker, run_id: &str) -> Result<Removal> {
     .await
 }
 
+/// How many agents are made (volumes, container, files) at once: a bound on
+/// the engine's work in flight (it is CPU-bound there), not the node count.
+/// Measured in docs/performance.md; the gain at 50 agents is within this
+/// machine's noise, and making the nodes before the agents together too
+/// slowed small clusters.
+const AGENTS_MADE_AT_ONCE: usize = 3;
+
 /// A phase started and not yet done, with its containers.
 type Waiting = (PhaseKind, Vec<String>);
 
@@ -369,16 +384,35 @@ impl Run<'_> {
                 message: message.clone(),
             });
         }
-        // Nodes are made one at a time, in start order, while the first ones
-        // start (made together, they slow those starts down); a start waits
-        // only for its own node. A phase starts once the phases it depends
-        // on have started or are ready.
+        // Nodes are made in start order while the first ones start. Those
+        // before the agents (etcd, the load balancer, the servers: the
+        // critical path) one at a time, as made together they slow those
+        // starts down; the agents up to `AGENTS_MADE_AT_ONCE` at a time, a
+        // bound on what the engine takes at once, not the node count. A
+        // start waits only for its own node. A phase starts once the phases
+        // it depends on have started or are ready.
         let this = &*self;
         let plan = &plan;
         let mut schedule = Schedule::default();
         schedule.push(async move {
-            for node in &plan.nodes {
-                this.create_node(node).await?;
+            let mut making = futures_util::stream::FuturesOrdered::new();
+            let mut nodes = plan.nodes.iter().peekable();
+            loop {
+                while let Some(next) = nodes.peek() {
+                    let at_once = match next.role {
+                        Role::Agent => AGENTS_MADE_AT_ONCE,
+                        _ => 1,
+                    };
+                    if making.len() >= at_once {
+                        break;
+                    }
+                    making.push_back(this.make(next));
+                    nodes.next();
+                }
+                let Some(node) = making.next().await else {
+                    break;
+                };
+                let node = node?;
                 tracing::debug!(node = %node.name, "made");
                 this.made.send_modify(|n| *n += 1);
             }
@@ -442,9 +476,10 @@ impl Run<'_> {
         let api_port = self
             .published_port(&plan.api.container, plan::API_PORT)
             .await?;
-        let server = format!(
-            "https://{}",
-            std::net::SocketAddr::new(plan.api.dial_host, api_port)
+        let server = crate::lifecycle::kubeconfig_server(
+            plan.api.name.as_deref(),
+            plan.api.dial_host,
+            api_port,
         );
         let k3s_yaml =
             archive::read_file(self.docker, &plan.api.kubeconfig_from, KUBECONFIG_PATH).await?;
@@ -539,7 +574,8 @@ impl Run<'_> {
                     tracing::debug!(subnet = %self.ctx.subnet, "subnet taken meanwhile; picking another");
                     self.used.push(self.ctx.subnet);
                     self.ctx.subnet = prepare::pick_subnet(&self.used, rand::random::<u32>())?;
-                    self.ctx.etcd_pki = prepare::etcd_pki(self.spec, &self.ctx.subnet)?;
+                    self.ctx.etcd_pki =
+                        prepare::etcd_pki(self.spec, &self.ctx.subnet, self.ctx.control_host)?;
                 }
                 Err(e) => {
                     return Err(Error::docker(
@@ -557,6 +593,11 @@ impl Run<'_> {
     /// Creates a node's volumes, then its container, then uploads its files.
     async fn create_node(&self, node: &NodePlan) -> Result<()> {
         create_node(self.docker, self.spec.name.as_str(), node).await
+    }
+
+    /// [`Run::create_node`], returning the node.
+    async fn make<'n>(&self, node: &'n NodePlan) -> Result<&'n NodePlan> {
+        self.create_node(node).await.map(|()| node)
     }
 
     /// Starts `node` once it has been made.
@@ -686,7 +727,12 @@ impl Run<'_> {
         .await?;
         let endpoints: Vec<String> = ports
             .iter()
-            .map(|p| format!("https://127.0.0.1:{p}"))
+            .map(|p| {
+                format!(
+                    "https://{}",
+                    std::net::SocketAddr::new(self.ctx.control_host, *p)
+                )
+            })
             .collect();
         let tls = etcd.topgun_client_tls().ok_or_else(|| {
             Error::invalid(
@@ -928,11 +974,19 @@ pub(crate) async fn create_node(docker: &Docker, cluster: &str, node: &NodePlan)
 }
 
 /// Creates labelled volumes. A name that exists already is refused: Docker
-/// would return the existing volume, and topgun never adopts a volume it did
-/// not make in this run.
+/// returns the existing volume instead of an error, so a volume that comes
+/// back without this run's label was not made by it, and topgun never
+/// adopts a volume it did not make in this run (one round trip a volume,
+/// not an inspect and a create).
 pub(crate) async fn create_volumes(docker: &Docker, volumes: &[plan::VolumePlan]) -> Result<()> {
     try_join_all(volumes.iter().map(|v| async move {
-        if docker.inspect_volume(&v.name).await.is_ok() {
+        let made = docker
+            .create_volume(v.body.clone())
+            .await
+            .map_err(|e| Error::docker(format!("create volume {}", v.name), e))?;
+        let run = |l: &std::collections::HashMap<String, String>| l.get(labels::RUN).cloned();
+        if run(&made.labels).is_none() || run(&made.labels) != v.body.labels.as_ref().and_then(run)
+        {
             return Err(Error::invalid(
                 format!("volume {}", v.name),
                 "exists already, and topgun does not adopt volumes it did not make",
@@ -942,11 +996,7 @@ pub(crate) async fn create_volumes(docker: &Docker, volumes: &[plan::VolumePlan]
                 ),
             ));
         }
-        docker
-            .create_volume(v.body.clone())
-            .await
-            .map(drop)
-            .map_err(|e| Error::docker(format!("create volume {}", v.name), e))
+        Ok(())
     }))
     .await?;
     Ok(())

@@ -543,7 +543,9 @@ async fn prepare_add(
     ctx.image_volumes.insert(image.clone(), declared);
     // Certificates to plan with only: servers get the datastore files read
     // back from an existing server.
-    ctx.etcd_pki = super::prepare::etcd_pki(&spec, &subnet)?;
+    ctx.control_host = crate::engine::control_host();
+    ctx.engine = crate::engine::current().ok().map(|e| e.label());
+    ctx.etcd_pki = super::prepare::etcd_pki(&spec, &subnet, ctx.control_host)?;
     if role == Role::Server {
         match &spec.datastore {
             Datastore::Etcd(_) => {

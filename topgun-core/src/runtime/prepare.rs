@@ -71,7 +71,9 @@ pub(crate) async fn prepare(docker: &Docker, spec: &ClusterSpec) -> Result<Prepa
             .map(String::as_str),
     )?;
     ctx.image_volumes = inspected.into_iter().map(|(k, v)| (k, v.volumes)).collect();
-    ctx.etcd_pki = etcd_pki(spec, &subnet)?;
+    ctx.control_host = crate::engine::control_host();
+    ctx.engine = crate::engine::current().ok().map(|e| e.label());
+    ctx.etcd_pki = etcd_pki(spec, &subnet, ctx.control_host)?;
     ctx.external_tls = external_tls(spec)?;
     Ok(Prepared {
         ctx,
@@ -81,13 +83,18 @@ pub(crate) async fn prepare(docker: &Docker, spec: &ClusterSpec) -> Result<Prepa
 }
 
 /// The etcd certificates for members at their addresses in `subnet`.
-pub(crate) fn etcd_pki(spec: &ClusterSpec, subnet: &Subnet) -> Result<Option<EtcdPki>> {
+pub(crate) fn etcd_pki(
+    spec: &ClusterSpec,
+    subnet: &Subnet,
+    control_host: IpAddr,
+) -> Result<Option<EtcdPki>> {
     let Datastore::Etcd(e) = &spec.datastore else {
         return Ok(None);
     };
     let etcd_spec = EtcdClusterSpec::new(spec.name.lowercase())
         .with_members(e.members as usize)
-        .with_addresses((0..e.members).map(|i| IpAddr::V4(node_ip(subnet, Role::Etcd, i))));
+        .with_addresses((0..e.members).map(|i| IpAddr::V4(node_ip(subnet, Role::Etcd, i))))
+        .with_client_sans(crate::plan::extra_etcd_sans(control_host));
     Ok(Some(EtcdPki::generate(&etcd_spec)?))
 }
 
