@@ -186,9 +186,37 @@ impl Harness {
         Ok(found)
     }
 
-    /// Fails unless nothing labelled with cluster `name` exists.
+    /// Containers, volumes and networks named like cluster `name`'s
+    /// (`topgun-<name>` and `topgun-<name>-…`), labelled or not: Docker
+    /// makes a volume that a container mounts by name when it is missing,
+    /// so a leftover need not carry topgun's labels.
+    pub fn named_resources(&self, name: &str) -> anyhow::Result<Vec<String>> {
+        let exact = format!("topgun-{name}");
+        let prefix = format!("topgun-{name}-");
+        let mut found = Vec::new();
+        for (kind, args) in [
+            ("container", vec!["ps", "-a", "--format", "{{.Names}}"]),
+            ("network", vec!["network", "ls", "--format", "{{.Name}}"]),
+            ("volume", vec!["volume", "ls", "--format", "{{.Name}}"]),
+        ] {
+            let out = docker(&args)?;
+            found.extend(
+                String::from_utf8_lossy(&out.stdout)
+                    .lines()
+                    .filter(|l| *l == exact || l.starts_with(&prefix))
+                    .map(|l| format!("{kind}:{l}")),
+            );
+        }
+        Ok(found)
+    }
+
+    /// Fails unless nothing of cluster `name` exists: nothing labelled with
+    /// it, and nothing named like its resources.
     pub fn assert_no_resources(&self, name: &str) -> anyhow::Result<()> {
-        let left = self.resources(name)?;
+        let mut left = self.resources(name)?;
+        left.extend(self.named_resources(name)?);
+        left.sort();
+        left.dedup();
         ensure!(
             left.is_empty(),
             "resources left behind for {name}: {left:?}"

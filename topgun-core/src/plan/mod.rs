@@ -13,8 +13,9 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use bollard::models::{
     ContainerCreateBody, EndpointIpamConfig, EndpointSettings, HostConfig,
-    HostConfigCgroupnsModeEnum, Ipam, IpamConfig, Mount, MountType, NetworkCreateRequest,
-    NetworkingConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum, VolumeCreateRequest,
+    HostConfigCgroupnsModeEnum, Ipam, IpamConfig, Mount, MountType, MountVolumeOptions,
+    NetworkCreateRequest, NetworkingConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum,
+    VolumeCreateRequest,
 };
 use serde::Serialize;
 use topgun_etcd::plan::{EtcdPki, FileContents, PlannedFile};
@@ -893,14 +894,26 @@ impl<'a> Planner<'a> {
             let volume = format!("{name}-{slug}");
             let plan = self.volume(volume.clone(), role.as_str());
             self.volumes.push(plan);
-            mounts.push(Mount {
-                target: Some(path.clone()),
-                source: Some(volume),
-                typ: Some(MountType::VOLUME),
-                ..Default::default()
-            });
+            mounts.push(self.volume_mount(path, volume, role.as_str()));
         }
         mounts
+    }
+
+    /// A mount of the named volume `volume` at `target`. It carries the
+    /// volume's labels: should the volume be gone when the container is made
+    /// (a racing delete removed it), Docker creates it again from the mount,
+    /// and then with the labels that let rollback and delete find it.
+    fn volume_mount(&self, target: &str, volume: String, role: &str) -> Mount {
+        Mount {
+            target: Some(target.to_owned()),
+            source: Some(volume),
+            typ: Some(MountType::VOLUME),
+            volume_options: Some(MountVolumeOptions {
+                labels: Some(self.labels(role)),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
     }
 
     /// A labelled volume.
@@ -1209,12 +1222,11 @@ impl<'a> Planner<'a> {
         }
         let paths = self.declared_volumes(&image, K3S_VOLUMES);
         let mut mounts = self.node_volumes(&name, role, &paths);
-        mounts.push(Mount {
-            target: Some(IMAGES_DIR.to_owned()),
-            source: Some(images_volume_name(self.name)),
-            typ: Some(MountType::VOLUME),
-            ..Default::default()
-        });
+        mounts.push(self.volume_mount(
+            IMAGES_DIR,
+            images_volume_name(self.name),
+            labels::ROLE_IMAGES,
+        ));
         let (user_mounts, user_env, mut ports) = self.user_extras(role, index);
         mounts.extend(user_mounts);
         env.extend(user_env);
