@@ -17,7 +17,7 @@ mod harness;
 use std::net::IpAddr;
 use std::path::Path;
 
-use harness::{Outcome, embed_key, fuzz, mutate, no_key_in, noise, tokens};
+use harness::{Outcome, YAML_BITS, embed_key, fuzz, mutate, no_key_in, noise, tokens};
 use proptest::prelude::*;
 use topgun_core::ImageSet;
 use topgun_core::spec::{
@@ -606,42 +606,6 @@ fn fuzz_datastore_endpoint_keys() {
 }
 
 // ------------------------------------------------------------- YAML spec
-
-const YAML_BITS: &[&str] = &[
-    ":",
-    ": ",
-    "- ",
-    "\n",
-    "\n  ",
-    "\n    ",
-    "[",
-    "]",
-    "{",
-    "}",
-    ",",
-    "\"",
-    "'",
-    "#",
-    "&a ",
-    "*a",
-    "!!str ",
-    "|",
-    ">",
-    "~",
-    "null",
-    "true",
-    "1",
-    "-1",
-    "1e400",
-    "0x10",
-    "---\n",
-    "? ",
-    "\t",
-    "\\",
-    "<<: ",
-    "@server:0",
-    "@all",
-];
 
 fn yaml_value() -> impl Strategy<Value = String> + Clone {
     prop_oneof![

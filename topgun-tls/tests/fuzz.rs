@@ -15,7 +15,8 @@ mod harness;
 use std::sync::OnceLock;
 
 use harness::{
-    Outcome, PemKey, base64_encode, embed_key, fuzz, mutate, no_key_in, noise, pem_key, tokens,
+    Outcome, PemKey, YAML_BITS, base64_encode, embed_key, fuzz, mutate, no_key_in, noise, pem_key,
+    tokens,
 };
 use proptest::prelude::*;
 use topgun_tls::endpoint::EndpointTarget;
@@ -418,44 +419,6 @@ fn fuzz_inspect_errors_never_show_keys() {
 }
 
 // ----------------------------------------------------------- kubeconfigs
-
-const YAML_BITS: &[&str] = &[
-    ":",
-    ": ",
-    "- ",
-    "\n",
-    "\n  ",
-    "\n    ",
-    "[",
-    "]",
-    "{",
-    "}",
-    ",",
-    "\"",
-    "'",
-    "#",
-    "&a ",
-    "*a",
-    "!!str ",
-    "!!binary ",
-    "|",
-    ">",
-    "~",
-    "null",
-    "true",
-    "1",
-    "-1",
-    "1e400",
-    "0x10",
-    "---\n",
-    "...\n",
-    "? ",
-    "%YAML 1.2\n",
-    "\t",
-    "\\",
-    "\u{feff}",
-    "<<: ",
-];
 
 fn scalar() -> impl Strategy<Value = String> + Clone {
     prop_oneof![

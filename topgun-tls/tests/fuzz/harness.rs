@@ -32,6 +32,47 @@ pub const SECS_ENV: &str = "TOPGUN_FUZZ_SECS";
 pub const CASE_MS_ENV: &str = "TOPGUN_FUZZ_CASE_MS";
 /// The longest one case may take (debug build, a loaded machine).
 pub const CASE_LIMIT: Duration = Duration::from_secs(2);
+
+/// Pieces of YAML syntax that the YAML fuzz targets (specs, kubeconfigs)
+/// splice into documents.
+pub const YAML_BITS: &[&str] = &[
+    ":",
+    ": ",
+    "- ",
+    "\n",
+    "\n  ",
+    "\n    ",
+    "[",
+    "]",
+    "{",
+    "}",
+    ",",
+    "\"",
+    "'",
+    "#",
+    "&a ",
+    "*a",
+    "!!str ",
+    "!!binary ",
+    "|",
+    ">",
+    "~",
+    "null",
+    "true",
+    "1",
+    "-1",
+    "1e400",
+    "0x10",
+    "---\n",
+    "...\n",
+    "? ",
+    "%YAML 1.2\n",
+    "\t",
+    "\\",
+    "\u{feff}",
+    "<<: ",
+];
+
 /// Cases per batch in timed mode (each batch has a fresh random seed).
 const BATCH: u32 = 256;
 
