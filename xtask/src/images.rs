@@ -143,6 +143,11 @@ struct ImageDef {
     /// Instructions `import` cannot apply (e.g. STOPSIGNAL), built on top.
     build_steps: Vec<String>,
     rootfs: BTreeMap<String, Entry>,
+    /// Files of the root filesystem that the tag names by the digest of the
+    /// sources they were built from rather than by their bytes: a binary
+    /// built in another checkout differs in the paths it embeds (and so
+    /// everywhere after them), yet is the same program.
+    built_from: BTreeMap<String, String>,
 }
 
 impl ImageDef {
@@ -153,6 +158,32 @@ impl ImageDef {
             changes: Vec::new(),
             build_steps: Vec::new(),
             rootfs: BTreeMap::new(),
+            built_from: BTreeMap::new(),
+        }
+    }
+
+    /// What the tag is computed from: every entry of the root filesystem
+    /// (path, kind, mode, owner and bytes, or the sources digest of a built
+    /// file), then the instructions.
+    fn tag_inputs(&self, hasher: &mut Sha256) {
+        for (path, entry) in &self.rootfs {
+            hasher.update(path.as_bytes());
+            match entry {
+                Entry::Dir { mode, uid, gid } => {
+                    hasher.update(format!(" dir {mode:o} {uid} {gid}\n").as_bytes());
+                }
+                Entry::File { data, mode } => {
+                    hasher.update(format!(" file {mode:o}\n").as_bytes());
+                    match self.built_from.get(path) {
+                        Some(digest) => hasher.update(digest.as_bytes()),
+                        None => hasher.update(data),
+                    }
+                }
+            }
+        }
+        for line in self.changes.iter().chain(&self.build_steps) {
+            hasher.update(line.as_bytes());
+            hasher.update(b"\n");
         }
     }
 
@@ -407,6 +438,8 @@ fn haproxy_def() -> anyhow::Result<ImageDef> {
 fn k3s_def(binary: &Path) -> anyhow::Result<ImageDef> {
     let mut def = ImageDef::new("k3s", "TOPGUN_K3S_IMAGE");
     def.binary(binary, "/bin/k3s")?;
+    def.built_from
+        .insert("bin/k3s".to_owned(), standin_sources_digest()?);
     def.base("root:x:0:0:root:/root:/bin/sh\n", "root:x:0:\n");
     def.dir("/run", 0o755, 0);
     def.dir("/var/run", 0o755, 0);
@@ -487,21 +520,53 @@ fn build_standin() -> anyhow::Result<PathBuf> {
     Ok(stripped)
 }
 
-/// `bytes` with every occurrence of this checkout's path replaced by a fixed
-/// token.
-fn without_checkout_path(bytes: &[u8]) -> Vec<u8> {
+/// The digest of everything the stand-in binary is built from: its crate
+/// and topgun-tls (sources and manifests), the workspace manifest, lock file
+/// and cargo config, and the compiler's version. Paths are relative to the
+/// checkout, so clones of one commit get one digest, and so one tag.
+fn standin_sources_digest() -> anyhow::Result<String> {
     let root = setup::workspace_root();
-    let needle = root.to_string_lossy();
-    let needle = needle.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut rest = bytes;
-    while let Some(at) = rest.windows(needle.len()).position(|w| w == needle) {
-        out.extend_from_slice(&rest[..at]);
-        out.extend_from_slice(b"<checkout>");
-        rest = &rest[at + needle.len()..];
+    let mut files = Vec::new();
+    for dir in ["xtask/k3s-standin/src", "topgun-tls/src"] {
+        collect_files(&root.join(dir), &mut files)?;
     }
-    out.extend_from_slice(rest);
-    out
+    for file in [
+        "Cargo.toml",
+        "Cargo.lock",
+        ".cargo/config.toml",
+        "xtask/k3s-standin/Cargo.toml",
+        "topgun-tls/Cargo.toml",
+    ] {
+        files.push(root.join(file));
+    }
+    files.sort();
+    let mut hasher = Sha256::new();
+    for file in &files {
+        let relative = file.strip_prefix(&root).unwrap_or(file);
+        hasher.update(relative.to_string_lossy().as_bytes());
+        hasher.update(b"\0");
+        hasher.update(std::fs::read(file).with_context(|| format!("reading {}", file.display()))?);
+        hasher.update(b"\0");
+    }
+    let rustc = Command::new(std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into()))
+        .arg("-vV")
+        .output()
+        .context("running rustc -vV")?;
+    hasher.update(&rustc.stdout);
+    Ok(hex::encode(hasher.finalize()))
+}
+
+/// Every file below `dir`, recursively.
+fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
+    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let path = entry?.path();
+        if path.is_dir() {
+            collect_files(&path, out)?;
+        } else {
+            out.push(path);
+        }
+    }
+    Ok(())
 }
 
 fn image_exists(tag: &str) -> bool {
@@ -516,14 +581,7 @@ fn image_exists(tag: &str) -> bool {
 fn build(def: &ImageDef) -> anyhow::Result<Image> {
     let layer = def.layer()?;
     let mut hasher = Sha256::new();
-    for line in def.changes.iter().chain(&def.build_steps) {
-        hasher.update(line.as_bytes());
-        hasher.update(b"\n");
-    }
-    // The stand-in's binary names the checkout's path in its panic
-    // locations; the tag must not depend on where the clone lives, so that
-    // clones of one commit build, and share, one tag.
-    hasher.update(without_checkout_path(&layer));
+    def.tag_inputs(&mut hasher);
     let hash = hex::encode(hasher.finalize());
     let repo = format!("{REPOSITORY_PREFIX}/{}", def.name);
     let tag = format!("{repo}:{}", &hash[..12]);
