@@ -87,10 +87,14 @@ fn chunk_bytes(out: &LogOutput) -> &[u8] {
     }
 }
 
-/// When `container` last started, as Docker reports it (RFC 3339).
-pub(crate) async fn started_at(docker: &Docker, container: &str) -> Result<String> {
+/// When `container`'s last run ended, as Docker reports it (RFC 3339; the
+/// zero time for a container that never ran). Read before a start, it
+/// separates the lines of earlier runs from the new run's: a process that
+/// logs at once can have lines timestamped before Docker records the new
+/// `StartedAt`, but never before the previous run ended.
+pub(crate) async fn finished_at(docker: &Docker, container: &str) -> Result<String> {
     let info = crate::docker::inspect(docker, container).await?;
-    Ok(info.state.and_then(|s| s.started_at).unwrap_or_default())
+    Ok(info.state.and_then(|s| s.finished_at).unwrap_or_default())
 }
 
 /// Parses an RFC 3339 time with up to nanoseconds, as Docker writes it, into
@@ -101,8 +105,8 @@ fn unix_nanos(ts: &str) -> Option<i128> {
         .map(|t| t.unix_timestamp_nanos())
 }
 
-/// Like [`wait_for_line`], but only lines logged at or after `since` (the
-/// container's last start, see [`started_at`]) count: a restarted container
+/// Like [`wait_for_line`], but only lines logged after `since` (when the
+/// previous run ended, see [`finished_at`]) count: a restarted container
 /// still holds the lines of its earlier runs.
 pub(crate) async fn wait_for_line_since(
     docker: &Docker,
@@ -149,7 +153,12 @@ async fn follow(
             stderr: true,
             tail: "all".to_owned(),
             timestamps: from.is_some(),
-            since: from.map_or(0, |n| (n / 1_000_000_000) as i32 - 1).max(0),
+            // Whole seconds, one early (the lines are compared exactly
+            // below); the zero time of a container that never ran gives 0.
+            since: from
+                .and_then(|n| i32::try_from(n / 1_000_000_000 - 1).ok())
+                .unwrap_or(0)
+                .max(0),
             ..Default::default()
         }),
     );
@@ -175,7 +184,7 @@ async fn follow(
                     let line = match from {
                         None => line,
                         Some(from) => match line.split_once(' ') {
-                            Some((ts, _)) if unix_nanos(ts).is_some_and(|t| t < from) => {
+                            Some((ts, _)) if unix_nanos(ts).is_some_and(|t| t <= from) => {
                                 continue;
                             }
                             Some((ts, rest)) if unix_nanos(ts).is_some() => rest.to_owned(),

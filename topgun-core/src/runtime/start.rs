@@ -286,6 +286,9 @@ async fn start_one(
     phase_started: Instant,
     options: &LifecycleOptions,
 ) -> Result<()> {
+    // Read before the start: lines after the previous run's end are this
+    // run's.
+    let since = logs::finished_at(docker, &node.name).await?;
     docker
         .start_container(&node.name, None::<StartContainerOptions>)
         .await
@@ -295,7 +298,6 @@ async fn start_one(
             } => Ok(()),
             e => Err(Error::docker(format!("start container {}", node.name), e)),
         })?;
-    let since = logs::started_at(docker, &node.name).await?;
     let (gate, timeout) = match node.role {
         Role::Server => (
             Gate::LogLine(plan::SERVER_READY.to_owned()),
