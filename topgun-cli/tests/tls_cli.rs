@@ -2,13 +2,12 @@
 //! `openssl s_server` on loopback. Human output is snapshot-tested with
 //! filters for ports, dates, serials, fingerprints and temp paths.
 
-use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::process::Command;
 
 use serde_json::Value;
+use topgun_tls::testing::OpensslServer;
 use topgun_tls::{CaParams, CertUsage, CertificateAuthority, LeafParams, parse_san_list};
 
 struct Run {
@@ -42,63 +41,6 @@ fn require_openssl() {
             "this test needs Debian's `openssl` on PATH (apt-get install openssl, or run \
              `cargo xtask setup`)"
         ),
-    }
-}
-
-/// `openssl s_server` on 127.0.0.1 at a free port, killed on drop.
-struct OpensslServer {
-    port: u16,
-    child: Child,
-}
-
-impl Drop for OpensslServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl OpensslServer {
-    fn start(cert: &Path, key: &Path, extra: &[&str]) -> Self {
-        require_openssl();
-        for _ in 0..5 {
-            let port = std::net::TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
-            let mut child = Command::new("openssl")
-                .arg("s_server")
-                .args(["-accept", &format!("127.0.0.1:{port}")])
-                .arg("-cert")
-                .arg(cert)
-                .arg("-key")
-                .arg(key)
-                .arg("-ign_eof")
-                .args(extra)
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("spawning openssl s_server");
-            let stdout = child.stdout.take().unwrap();
-            let (tx, rx) = std::sync::mpsc::channel();
-            std::thread::spawn(move || {
-                let mut sent = false;
-                for line in BufReader::new(stdout).lines() {
-                    let Ok(line) = line else { break };
-                    if !sent && line.trim() == "ACCEPT" {
-                        let _ = tx.send(());
-                        sent = true;
-                    }
-                }
-            });
-            let server = OpensslServer { port, child };
-            if rx.recv_timeout(Duration::from_secs(5)).is_ok() {
-                return server;
-            }
-        }
-        panic!("openssl s_server did not start");
     }
 }
 
@@ -434,12 +376,16 @@ fn inspect_a_file() {
 fn inspect_the_k3d_case_through_connect_to() {
     let tmp = tempfile::tempdir().unwrap();
     pki(tmp.path(), "0.0.0.0,10.43.0.1,127.0.0.1,172.20.0.2");
-    let server = OpensslServer::start(
-        &tmp.path().join("server.crt"),
-        &tmp.path().join("server.key"),
-        &["-cert_chain", s(&tmp.path().join("ca.crt"))],
-    );
-    let connect_to = format!("127.0.0.1:{}", server.port);
+    let server = {
+        require_openssl();
+        OpensslServer::start(
+            &tmp.path().join("server.crt"),
+            &tmp.path().join("server.key"),
+            &["-cert_chain", s(&tmp.path().join("ca.crt"))],
+        )
+        .expect("openssl s_server")
+    };
+    let connect_to = format!("127.0.0.1:{}", server.port());
     let ca = tmp.path().join("ca.crt");
     let run = topgun(
         &[
@@ -461,7 +407,7 @@ fn inspect_the_k3d_case_through_connect_to() {
          127.0.0.1, 172.20.0.2"
     ));
     assert!(run.stdout.contains("`--tls-san 192.168.1.28`"));
-    settings(tmp.path(), &[server.port]).bind(|| {
+    settings(tmp.path(), &[server.port()]).bind(|| {
         insta::assert_snapshot!("inspect_k3d_case", run.stdout);
     });
 
@@ -511,7 +457,7 @@ fn inspect_the_k3d_case_through_connect_to() {
         &[],
     );
     assert_eq!(ok.code, 0, "{}{}", ok.stdout, ok.stderr);
-    settings(tmp.path(), &[server.port]).bind(|| {
+    settings(tmp.path(), &[server.port()]).bind(|| {
         insta::assert_snapshot!("inspect_endpoint_ok", ok.stdout);
     });
 
@@ -623,12 +569,16 @@ fn check_kubeconfig_against_a_server_requiring_client_certificates() {
         "kubernetes,0.0.0.0,10.43.0.1,127.0.0.1,172.20.0.2",
     );
     let ca = tmp.path().join("ca.crt");
-    let server = OpensslServer::start(
-        &tmp.path().join("server.crt"),
-        &tmp.path().join("server.key"),
-        &["-Verify", "1", "-verify_return_error", "-CAfile", s(&ca)],
-    );
-    let connect_to = format!("127.0.0.1:{}", server.port);
+    let server = {
+        require_openssl();
+        OpensslServer::start(
+            &tmp.path().join("server.crt"),
+            &tmp.path().join("server.key"),
+            &["-Verify", "1", "-verify_return_error", "-CAfile", s(&ca)],
+        )
+        .expect("openssl s_server")
+    };
+    let connect_to = format!("127.0.0.1:{}", server.port());
 
     // The user's case: the kubeconfig points at the host's LAN address.
     let lan = write_kubeconfig(tmp.path(), "lan.yaml", "https://192.168.1.28:6443", "");
@@ -645,7 +595,7 @@ fn check_kubeconfig_against_a_server_requiring_client_certificates() {
         &[],
     );
     assert_eq!(run.code, 1, "{}", run.stderr);
-    settings(tmp.path(), &[server.port]).bind(|| {
+    settings(tmp.path(), &[server.port()]).bind(|| {
         insta::assert_snapshot!("check_kubeconfig_not_covered", run.stdout);
     });
     assert!(
@@ -667,7 +617,7 @@ fn check_kubeconfig_against_a_server_requiring_client_certificates() {
         &[("KUBECONFIG", &list)],
     );
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
-    settings(tmp.path(), &[server.port]).bind(|| {
+    settings(tmp.path(), &[server.port()]).bind(|| {
         insta::assert_snapshot!("check_kubeconfig_ok", run.stdout);
     });
 

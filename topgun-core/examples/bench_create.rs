@@ -15,10 +15,10 @@
 //!
 //! For each scenario, alternating, `--runs` times each:
 //!
-//! - the raw floor ([`topgun_core::floor::floor`]): the very containers a
+//! - the raw floor ([`topgun_core::testing::floor`]): the very containers a
 //!   create would make, created and started straight through the Docker
 //!   API, all at once, with no order and no readiness gates;
-//! - the boot floor ([`topgun_core::floor::boot_floor`]): the same, then
+//! - the boot floor ([`topgun_core::testing::boot_floor`]): the same, then
 //!   waiting for each node's own readiness line, all at once;
 //!   both floors then remove everything raw: every container at once, then
 //!   every volume, then the network (the floor of a delete);
@@ -41,7 +41,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use topgun_core::lifecycle::{self, DeleteOptions, DeleteTarget};
+use topgun_core::{Cluster, DeleteOptions};
 use topgun_core::{ClusterSpec, Datastore};
 
 type BoxError = Box<dyn std::error::Error>;
@@ -119,7 +119,7 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    let docker = match topgun_core::docker::connect().await {
+    let docker = match topgun_core::connect().await {
         Ok(d) => d,
         Err(e) => {
             eprintln!("bench_create: {e}");
@@ -141,9 +141,11 @@ async fn main() -> std::process::ExitCode {
     // Every cluster this bench named goes, whatever happened.
     let mut leftovers = false;
     for name in &names {
-        let target = DeleteTarget::Name(name.clone());
         let options = DeleteOptions::new().kubeconfig(scratch.path().join("kubeconfig"));
-        match lifecycle::delete(&docker, &target, &options).await {
+        match Cluster::named(docker.clone(), name)
+            .delete_with(&options)
+            .await
+        {
             Ok(d) if d.removed.count() > 0 => {
                 eprintln!(
                     "bench_create: cleaned up {} leftovers of {name}",
@@ -322,7 +324,7 @@ async fn run_scenario(
         let name = fresh_name();
         names.push(name.clone());
         let cpu = busy_cpu_seconds();
-        let raw = topgun_core::floor::floor(docker, &spec(&name, &scenario)?).await?;
+        let raw = topgun_core::testing::floor(docker, &spec(&name, &scenario)?).await?;
         let raw_cpu = cpu_since(cpu, "with the removal");
         println!(
             "run {}: raw floor  {:>6.2}s, raw removal {:.2}s{raw_cpu}",
@@ -334,7 +336,7 @@ async fn run_scenario(
         let name = fresh_name();
         names.push(name.clone());
         let cpu = busy_cpu_seconds();
-        let booted = topgun_core::floor::boot_floor(docker, &spec(&name, &scenario)?).await?;
+        let booted = topgun_core::testing::boot_floor(docker, &spec(&name, &scenario)?).await?;
         let boot_cpu = cpu_since(cpu, "with the removal");
         let boot = booted.boot.unwrap_or(booted.create_and_start);
         println!(

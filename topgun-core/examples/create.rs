@@ -8,7 +8,7 @@
 //! `TOPGUN_LB_IMAGE` (see `cargo xtask images --print`) or the defaults.
 //! Ctrl-C during the create rolls everything back. `--floor` first measures
 //! creating and starting the same containers directly (see
-//! `topgun_core::floor`).
+//! `topgun_core::testing::floor`).
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
@@ -50,9 +50,9 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     }
     let spec = builder.build()?;
 
-    let docker = topgun_core::docker::connect().await?;
+    let docker = topgun_core::connect().await?;
     if floor {
-        let f = topgun_core::floor::floor(&docker, &spec).await?;
+        let f = topgun_core::testing::floor(&docker, &spec).await?;
         println!(
             "floor: created and started the same containers in {:.2}s (removed in {:.2}s)",
             f.create_and_start.as_secs_f64(),

@@ -46,7 +46,7 @@ fn tls_config(creds: &Credentials) -> std::result::Result<rustls::ClientConfig, 
 
 /// One `GET /readyz` to `host:port`, verifying the server for `host`.
 /// Returns the HTTP status and body, or why the request failed.
-pub async fn readyz(
+pub(crate) async fn readyz(
     host: IpAddr,
     port: u16,
     creds: &Credentials,
@@ -58,7 +58,7 @@ pub async fn readyz(
 /// node` does, with the same TLS and credentials as [`readyz`]. Returns the
 /// HTTP status (200 or 202: deleted; 404: there was no such Node) and body,
 /// or why the request failed.
-pub async fn delete_node(
+pub(crate) async fn delete_node(
     host: IpAddr,
     port: u16,
     creds: &Credentials,
@@ -113,7 +113,7 @@ async fn api_request(
 
 /// Asks `/readyz` until it answers 200 or `deadline` passes; fails with the
 /// last answer or error.
-pub async fn wait_ready(
+pub(crate) async fn wait_ready(
     host: IpAddr,
     port: u16,
     creds: &Credentials,
@@ -246,7 +246,7 @@ impl BackendState {
 /// Reads haproxy's stats page (CSV) at `port` of the engine host
 /// ([`crate::engine::control_host`], 127.0.0.1 for a local engine) and
 /// returns the state of every backend server.
-pub async fn haproxy_backends(port: u16) -> std::result::Result<Vec<BackendState>, String> {
+pub(crate) async fn haproxy_backends(port: u16) -> std::result::Result<Vec<BackendState>, String> {
     let addr = SocketAddr::new(crate::engine::control_host(), port);
     let fut = async {
         let tcp = TcpStream::connect(addr)
@@ -265,7 +265,7 @@ pub async fn haproxy_backends(port: u16) -> std::result::Result<Vec<BackendState
 
 /// Parses haproxy's `show stat` CSV: rows that are servers (not FRONTEND or
 /// BACKEND).
-pub fn parse_stats_csv(csv: &str) -> Vec<BackendState> {
+pub(crate) fn parse_stats_csv(csv: &str) -> Vec<BackendState> {
     let mut lines = csv.lines();
     let Some(header) = lines.next() else {
         return Vec::new();

@@ -11,11 +11,11 @@ use crate::{Error, Result};
 
 /// The largest file topgun reads out of a container (kubeconfigs and
 /// certificates are a few KiB).
-pub const MAX_READ: usize = 1024 * 1024;
+pub(crate) const MAX_READ: usize = 1024 * 1024;
 
 /// Builds an in-memory tar holding `dirs` (mode 0755) and `files` (with
 /// their modes, owned by root), with paths relative to `/`.
-pub fn build_tar(files: &[PlannedFile], dirs: &[String]) -> Result<Vec<u8>> {
+pub(crate) fn build_tar(files: &[PlannedFile], dirs: &[String]) -> Result<Vec<u8>> {
     let mut builder = tar::Builder::new(Vec::new());
     let mut made: Vec<String> = Vec::new();
     let mut add_dir = |builder: &mut tar::Builder<Vec<u8>>, dir: &str| -> Result<()> {
@@ -71,7 +71,7 @@ pub fn build_tar(files: &[PlannedFile], dirs: &[String]) -> Result<Vec<u8>> {
 
 /// Uploads `files` and `dirs` into `container` (created, not necessarily
 /// started) in one archive request.
-pub async fn upload(
+pub(crate) async fn upload(
     docker: &Docker,
     container: &str,
     files: &[PlannedFile],
@@ -96,7 +96,7 @@ pub async fn upload(
 
 /// Reads one regular file out of `container` (running or stopped) by parsing
 /// the tar stream the archive API returns.
-pub async fn read_file(docker: &Docker, container: &str, path: &str) -> Result<Vec<u8>> {
+pub(crate) async fn read_file(docker: &Docker, container: &str, path: &str) -> Result<Vec<u8>> {
     let mut stream = docker.download_from_container(
         container,
         Some(DownloadFromContainerOptions {
@@ -119,7 +119,7 @@ pub async fn read_file(docker: &Docker, container: &str, path: &str) -> Result<V
 }
 
 /// Extracts the regular file named like the last part of `path` from a tar.
-pub fn file_from_tar(tar_bytes: &[u8], path: &str) -> Result<Vec<u8>> {
+pub(crate) fn file_from_tar(tar_bytes: &[u8], path: &str) -> Result<Vec<u8>> {
     let want = path.rsplit('/').next().unwrap_or(path);
     let mut archive = tar::Archive::new(tar_bytes);
     let entries = archive

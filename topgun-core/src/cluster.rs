@@ -6,7 +6,10 @@ use bollard::Docker;
 
 use crate::import::{self, ImportOptions, Imported};
 use crate::kubeconfig::KubeconfigYaml;
-use crate::lifecycle::{self, ClusterStatus, DeleteOptions, DeleteTarget, Deleted};
+use crate::lifecycle::{
+    self, ClusterStatus, ClusterSummary, DeleteOptions, DeleteTarget, Deleted, EtcdAccess,
+    NodeStatus,
+};
 use crate::runtime::nodes::{self, AddNodesOptions, Added, DeleteNodeOptions, NodeDeleted};
 use crate::runtime::start::{self, Changed, LifecycleOptions, NodeChange};
 use crate::runtime::{self, CreateOptions, Created};
@@ -72,6 +75,58 @@ impl Cluster {
         })
     }
 
+    /// A handle on cluster `name` without asking Docker whether it exists:
+    /// each operation asks, and fails with [`Error::ClusterNotFound`] when
+    /// it does not, except [`Cluster::delete`], which removes whatever
+    /// carries the name's labels (a half-made cluster too) and succeeds.
+    pub fn named(docker: Docker, name: &str) -> Cluster {
+        Cluster {
+            docker,
+            name: name.to_owned(),
+            created: None,
+        }
+    }
+
+    /// Every cluster on the engine, from its labels alone: name, state,
+    /// node counts, API address and datastore. Half-made clusters appear as
+    /// `leftovers`.
+    pub async fn list(docker: &Docker) -> Result<Vec<ClusterSummary>> {
+        lifecycle::list(docker).await
+    }
+
+    /// The clusters the nodes `nodes` (container names) belong to, each
+    /// with its nodes, in the order first named. A name that is no topgun
+    /// node is an error that says which node names exist.
+    pub async fn of_nodes(
+        docker: &Docker,
+        nodes: &[String],
+    ) -> Result<Vec<(Cluster, Vec<String>)>> {
+        let mut groups: Vec<(Cluster, Vec<String>)> = Vec::new();
+        for (cluster, node) in lifecycle::find_nodes(docker, nodes).await? {
+            match groups.iter_mut().find(|(c, _)| c.name == cluster) {
+                Some((_, names)) => {
+                    if !names.contains(&node.name) {
+                        names.push(node.name);
+                    }
+                }
+                None => groups.push((
+                    Cluster {
+                        docker: docker.clone(),
+                        name: cluster,
+                        created: None,
+                    },
+                    vec![node.name],
+                )),
+            }
+        }
+        Ok(groups)
+    }
+
+    /// Deletes every cluster topgun made on the engine, with `options`.
+    pub async fn delete_all(docker: &Docker, options: &DeleteOptions) -> Result<Deleted> {
+        lifecycle::delete(docker, &DeleteTarget::All, options).await
+    }
+
     /// The cluster name.
     pub fn name(&self) -> &str {
         &self.name
@@ -87,12 +142,15 @@ impl Cluster {
         self.created.as_deref()
     }
 
-    /// The cluster's status (see [`lifecycle::status`]).
+    /// The cluster's status: every node's state, the API through the load
+    /// balancer, etcd health, and whether the merged kubeconfig entry still
+    /// matches the cluster.
     pub async fn status(&self) -> Result<ClusterStatus> {
         lifecycle::status(&self.docker, &self.name).await
     }
 
-    /// The cluster's kubeconfig (see [`lifecycle::kubeconfig`]).
+    /// The cluster's kubeconfig: its server is the API's published address
+    /// and its names are `topgun-NAME`.
     pub async fn kubeconfig(&self) -> Result<KubeconfigYaml> {
         match &self.created {
             Some(c) => Ok(c.kubeconfig.clone()),
@@ -101,8 +159,15 @@ impl Cluster {
     }
 
     /// The cluster's nodes: role, Docker state, address and image.
-    pub async fn nodes(&self) -> Result<Vec<lifecycle::NodeStatus>> {
+    pub async fn nodes(&self) -> Result<Vec<NodeStatus>> {
         lifecycle::nodes(&self.docker, &self.name).await
+    }
+
+    /// How to reach the cluster's etcd members (endpoints and client
+    /// credentials); an error when the cluster has no etcd cluster of
+    /// topgun's.
+    pub async fn etcd_access(&self) -> Result<EtcdAccess> {
+        lifecycle::etcd_access(&self.docker, &self.name).await
     }
 
     /// Stops every node, agents first and etcd last. Stopping a stopped
@@ -151,14 +216,24 @@ impl Cluster {
         start::start_nodes(&self.docker, nodes, options).await
     }
 
+    /// Restarts the named nodes of this cluster, each until it is ready.
+    pub async fn restart_nodes(
+        &self,
+        nodes: &[String],
+        options: &LifecycleOptions,
+    ) -> Result<Vec<NodeChange>> {
+        self.check_own(nodes).await?;
+        start::restart_nodes(&self.docker, nodes, options).await
+    }
+
     /// Adds `count` servers or agents (`role`), planned from the cluster's
     /// record as the create planned the first ones; new servers join the
     /// load balancer. Everything is checked before anything is made, and a
-    /// failed add removes what it made (see [`nodes::add_nodes_until`]).
+    /// failed add removes what it made (see [`Cluster::add_nodes_until`]).
     ///
     /// ```no_run
     /// # async fn demo(docker: topgun_core::bollard::Docker) -> topgun_core::Result<()> {
-    /// use topgun_core::spec::Role;
+    /// use topgun_core::Role;
     /// use topgun_core::{AddNodesOptions, Cluster, DeleteNodeOptions};
     ///
     /// let cluster = Cluster::open(docker, "demo").await?;
@@ -179,10 +254,33 @@ impl Cluster {
         nodes::add_nodes(&self.docker, &self.name, role, count, options).await
     }
 
+    /// Adds nodes as [`Cluster::add_nodes`] does, or removes what it made
+    /// and returns [`Error::Cancelled`] when `cancel` completes first.
+    pub async fn add_nodes_until<F: Future<Output = ()>>(
+        &self,
+        role: Role,
+        count: u32,
+        options: &AddNodesOptions,
+        cancel: F,
+    ) -> Result<Added> {
+        nodes::add_nodes_until(&self.docker, &self.name, role, count, options, cancel).await
+    }
+
+    /// Deletes the named nodes of this cluster as [`Cluster::delete_node`]
+    /// does, checking quorum for all of them together.
+    pub async fn delete_nodes(
+        &self,
+        names: &[String],
+        options: &DeleteNodeOptions,
+    ) -> Result<Vec<NodeDeleted>> {
+        self.check_own(names).await?;
+        nodes::delete_nodes(&self.docker, names, options).await
+    }
+
     /// Deletes the node `name` (a container name) of this cluster: out of
     /// the load balancer, its Kubernetes Node object, its container and
     /// volumes. The last server, etcd members and the load balancer are
-    /// refused (see [`nodes::delete_nodes`]).
+    /// refused.
     pub async fn delete_node(
         &self,
         name: &str,
@@ -209,11 +307,11 @@ impl Cluster {
     /// Imports images from the host's Docker engine into the cluster's k3s
     /// nodes: every running node now, the others when they next start (or
     /// only the running nodes `options.nodes` selects). Nothing is touched
-    /// when an image is missing. See [`import::import_images`].
+    /// when an image is missing.
     ///
     /// ```no_run
     /// # async fn demo(docker: topgun_core::bollard::Docker) -> topgun_core::Result<()> {
-    /// use topgun_core::spec::NodeFilter;
+    /// use topgun_core::NodeFilter;
     /// use topgun_core::{Cluster, ImportOptions};
     ///
     /// let cluster = Cluster::open(docker, "demo").await?;
@@ -233,8 +331,9 @@ impl Cluster {
         import::import_images(&self.docker, &self.name, images, options).await
     }
 
-    /// Deletes the cluster and its kubeconfig entries (see
-    /// [`lifecycle::delete`]).
+    /// Deletes the cluster by its labels (containers, volumes, networks)
+    /// and the kubeconfig entries topgun merged for it. Deleting what does
+    /// not exist succeeds.
     pub async fn delete(self) -> Result<Deleted> {
         self.delete_with(&DeleteOptions::default()).await
     }

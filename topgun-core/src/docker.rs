@@ -14,11 +14,11 @@ use futures_util::future::join_all;
 use crate::{Error, Result};
 
 /// The socket Docker listens on when nothing else is selected.
-pub const DEFAULT_DOCKER_HOST: &str = crate::engine::DEFAULT_SOCKET;
+pub(crate) const DEFAULT_DOCKER_HOST: &str = crate::engine::DEFAULT_SOCKET;
 
 /// The engine URL topgun talks to ([`crate::engine::current`]), or the
 /// default socket when the selection is invalid (connecting then says why).
-pub fn docker_host() -> String {
+pub(crate) fn docker_host() -> String {
     crate::engine::current()
         .map(|e| e.url)
         .unwrap_or_else(|_| DEFAULT_DOCKER_HOST.to_owned())
@@ -26,13 +26,13 @@ pub fn docker_host() -> String {
 
 /// Whether the Docker daemon runs on this machine (a unix socket), so that
 /// host ports can be probed locally.
-pub fn docker_is_local() -> bool {
+pub(crate) fn docker_is_local() -> bool {
     crate::engine::current().is_ok_and(|e| e.is_local())
 }
 
 /// Connects to the engine selected as the docker CLI selects it (flags,
 /// `DOCKER_HOST`, `DOCKER_CONTEXT`, the current context, the local socket;
-/// see [`crate::engine`]) and negotiates the API version (the engine may be
+/// see [`crate::Engine`]) and negotiates the API version (the engine may be
 /// older than bollard, e.g. Docker 20.10 speaks API 1.41). Fails with an
 /// error naming the endpoint and the layer that failed.
 pub async fn connect() -> Result<Docker> {
@@ -41,7 +41,7 @@ pub async fn connect() -> Result<Docker> {
 
 /// Connects to the daemon at `host` (`unix:///path`, `tcp://host:port` or
 /// `http://host:port`) and negotiates the API version.
-pub async fn connect_to(host: &str) -> Result<Docker> {
+pub(crate) async fn connect_to(host: &str) -> Result<Docker> {
     let host = host.to_owned();
     let unreachable = |reason: String| Error::DockerUnreachable {
         host: host.clone(),
@@ -145,7 +145,7 @@ pub(crate) fn summary_name(c: &ContainerSummary) -> String {
         .unwrap_or_default()
 }
 
-/// What [`remove_by_labels`] removed and what it could not.
+/// What a delete or rollback removed and what it could not.
 #[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Removal {
     /// Removed containers.

@@ -33,7 +33,7 @@ use tokio::net::TcpStream;
 use crate::{Error, Result};
 
 /// The socket Docker listens on when nothing else is selected.
-pub const DEFAULT_SOCKET: &str = "unix:///var/run/docker.sock";
+pub(crate) const DEFAULT_SOCKET: &str = "unix:///var/run/docker.sock";
 
 /// How many ssh sessions running `docker system dial-stdio` are kept ready.
 const WARM_SSH_SESSIONS: usize = 4;
@@ -192,6 +192,33 @@ impl Engine {
         })
     }
 
+    /// The engine this process talks to: the flags given to
+    /// [`crate::select_engine`], else `DOCKER_HOST`, `DOCKER_CONTEXT`, the
+    /// docker CLI's current context, else the local socket.
+    pub fn current() -> Result<Engine> {
+        current()
+    }
+
+    /// The names of every docker context: `default` first, then the ones
+    /// defined in the docker CLI's configuration (`$DOCKER_CONFIG` or
+    /// `~/.docker`), sorted.
+    pub fn contexts() -> Vec<String> {
+        let mut names = vec!["default".to_owned()];
+        names.extend(contexts(&config_dir(&|k| std::env::var(k).ok())));
+        names
+    }
+
+    /// The engine of docker context `name` (`default` is the local socket).
+    pub fn of_context(name: &str) -> Result<Engine> {
+        context_engine(&config_dir(&|k| std::env::var(k).ok()), name)
+    }
+
+    /// Connects to this engine: probes each layer (DNS, TCP, TLS, ssh),
+    /// then negotiates the API version.
+    pub async fn connect(&self) -> Result<Docker> {
+        connect(self).await
+    }
+
     /// Whether the engine runs on this machine (a unix socket), so that its
     /// host ports and routes are this machine's.
     pub fn is_local(&self) -> bool {
@@ -230,7 +257,7 @@ impl Engine {
 
 /// The docker CLI's configuration directory: `$DOCKER_CONFIG` or
 /// `~/.docker`.
-pub fn config_dir(env: &dyn Fn(&str) -> Option<String>) -> PathBuf {
+pub(crate) fn config_dir(env: &dyn Fn(&str) -> Option<String>) -> PathBuf {
     match env("DOCKER_CONFIG").filter(|s| !s.is_empty()) {
         Some(d) => PathBuf::from(d),
         None => PathBuf::from(env("HOME").unwrap_or_else(|| "/root".to_owned())).join(".docker"),
@@ -247,7 +274,7 @@ fn context_hash(name: &str) -> String {
 }
 
 /// Every docker context defined in `config_dir` (not `default`), sorted.
-pub fn contexts(config_dir: &Path) -> Vec<String> {
+pub(crate) fn contexts(config_dir: &Path) -> Vec<String> {
     let Ok(dir) = std::fs::read_dir(config_dir.join("contexts/meta")) else {
         return Vec::new();
     };
@@ -264,7 +291,7 @@ pub fn contexts(config_dir: &Path) -> Vec<String> {
 }
 
 /// The engine of docker context `name` in `config_dir`.
-pub fn context_engine(config_dir: &Path, name: &str) -> Result<Engine> {
+pub(crate) fn context_engine(config_dir: &Path, name: &str) -> Result<Engine> {
     if name == "default" {
         return Engine::new(DEFAULT_SOCKET, Source::Context(name.to_owned()), None);
     }
@@ -294,7 +321,10 @@ pub fn context_engine(config_dir: &Path, name: &str) -> Result<Engine> {
 }
 
 /// Resolves the engine as the docker CLI does (see the module docs).
-pub fn resolve_with(flags: &EngineFlags, env: &dyn Fn(&str) -> Option<String>) -> Result<Engine> {
+pub(crate) fn resolve_with(
+    flags: &EngineFlags,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Engine> {
     let env_nonempty = |k: &str| env(k).filter(|v| !v.is_empty());
     let config = config_dir(env);
     let tls_from_env = || {
@@ -335,7 +365,7 @@ pub fn resolve_with(flags: &EngineFlags, env: &dyn Fn(&str) -> Option<String>) -
 
 static FLAGS: OnceLock<EngineFlags> = OnceLock::new();
 
-/// Sets the flags every later [`current`] and [`crate::docker::connect`]
+/// Sets the flags every later [`Engine::current`] and [`crate::connect`]
 /// use (the CLI calls it once, at start). Later calls are ignored.
 pub fn select(flags: EngineFlags) {
     let _ = FLAGS.set(flags);
@@ -343,7 +373,7 @@ pub fn select(flags: EngineFlags) {
 
 /// The engine this process talks to: the [`select`]ed flags, else the
 /// environment.
-pub fn current() -> Result<Engine> {
+pub(crate) fn current() -> Result<Engine> {
     let flags = FLAGS.get().cloned().unwrap_or_default();
     resolve_with(&flags, &|k| std::env::var(k).ok())
 }
@@ -351,7 +381,7 @@ pub fn current() -> Result<Engine> {
 /// The address of the engine host, once a connection resolved it: where
 /// topgun publishes what it dials itself (etcd client ports, haproxy's
 /// stats) and, by default, the API. 127.0.0.1 for a local engine.
-pub fn control_host() -> IpAddr {
+pub(crate) fn control_host() -> IpAddr {
     *CONTROL_HOST
         .get()
         .unwrap_or(&IpAddr::V4(Ipv4Addr::LOCALHOST))
@@ -364,7 +394,7 @@ static CONTROL_HOST: OnceLock<IpAddr> = OnceLock::new();
 /// address instead, and the engine host's name in its certificate's SANs;
 /// returns that spec and the name, for the kubeconfig's server. `None`: the
 /// spec stays as it is (a local engine, or an API address the user chose).
-pub fn place_api(spec: &crate::ClusterSpec) -> Result<Option<(crate::ClusterSpec, String)>> {
+pub(crate) fn place_api(spec: &crate::ClusterSpec) -> Result<Option<(crate::ClusterSpec, String)>> {
     let Ok(engine) = current() else {
         return Ok(None);
     };
@@ -387,7 +417,7 @@ pub fn place_api(spec: &crate::ClusterSpec) -> Result<Option<(crate::ClusterSpec
 
 /// Connects to `engine`: probes each layer, then connects (TLS and ssh
 /// through topgun's own connections), and negotiates the API version.
-pub async fn connect(engine: &Engine) -> Result<Docker> {
+pub(crate) async fn connect(engine: &Engine) -> Result<Docker> {
     let docker = match &engine.endpoint {
         Endpoint::Unix(_) => {
             return crate::docker::connect_to(&engine.url).await;
@@ -484,7 +514,7 @@ async fn ssh_hostname(endpoint: &Endpoint) -> Option<String> {
 }
 
 /// The ssh command line that runs `docker system dial-stdio` on the host.
-pub fn ssh_argv(endpoint: &Endpoint) -> Vec<String> {
+pub(crate) fn ssh_argv(endpoint: &Endpoint) -> Vec<String> {
     let Endpoint::Ssh { user, host, port } = endpoint else {
         return Vec::new();
     };
@@ -700,7 +730,7 @@ impl tokio::io::AsyncWrite for SshStream {
 }
 
 /// Classifies what ssh wrote on stderr.
-pub fn ssh_failure(stderr: &str) -> (&'static str, &'static str) {
+pub(crate) fn ssh_failure(stderr: &str) -> (&'static str, &'static str) {
     let s = stderr.to_ascii_lowercase();
     if s.contains("could not resolve hostname") {
         ("DNS", "")

@@ -3,6 +3,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use topgun_tls::ErrorKind;
+
 /// Everything that can go wrong in topgun-core.
 ///
 /// Messages are written for the person at the terminal: each names what was
@@ -41,6 +43,10 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// An I/O error of the caller's own code, so that `?` works on
+    /// `std::io::Result` in a function returning [`crate::Result`].
+    #[error(transparent)]
+    StdIo(#[from] std::io::Error),
     /// The Docker daemon could not be reached.
     #[error(
         "cannot reach Docker at {host}: {reason}; is the daemon running? DOCKER_HOST selects \
@@ -213,6 +219,14 @@ pub enum Error {
         /// What did succeed and what happens next; may be empty.
         note: String,
     },
+    /// An internal invariant broke: a bug in topgun, not the user's input.
+    #[error("internal error in {what}: {problem}; this is a bug in topgun, please report it")]
+    Bug {
+        /// The part of topgun whose invariant broke.
+        what: &'static str,
+        /// What was found.
+        problem: String,
+    },
     /// An etcd operation failed.
     #[error(transparent)]
     Etcd(#[from] topgun_etcd::Error),
@@ -265,6 +279,53 @@ impl Error {
             what: scrub_pem(&what.into()),
             problem: scrub_pem(&problem.into()),
             fix: scrub_pem(&fix.into()),
+        }
+    }
+
+    /// Whose problem this is: the user's input (a bad flag, file or name, a
+    /// cluster that does not exist or already does), an operation that
+    /// failed (Docker, a node, a timeout), or a bug. The CLI's exit status
+    /// follows from it ([`ErrorKind::exit_code`]).
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::InvalidSpec { .. }
+            | Error::Config { .. }
+            | Error::ClusterExists { .. }
+            | Error::ClusterNotFound { .. }
+            | Error::PortInUse { .. }
+            | Error::ImportImageMissing { .. } => ErrorKind::Input,
+            // A file the user named that cannot be read is bad input.
+            Error::Io { action, .. } if action.starts_with("cannot read") => ErrorKind::Input,
+            Error::Bug { .. } => ErrorKind::Bug,
+            Error::Etcd(e) => e.kind(),
+            Error::Tls(e) => e.kind(),
+            Error::RollbackIncomplete { cause, .. }
+            | Error::AddRollbackIncomplete { cause, .. } => match cause.kind() {
+                ErrorKind::Bug => ErrorKind::Bug,
+                _ => ErrorKind::Failed,
+            },
+            Error::Io { .. }
+            | Error::StdIo(_)
+            | Error::DockerUnreachable { .. }
+            | Error::Engine { .. }
+            | Error::Docker { .. }
+            | Error::ImageMissing { .. }
+            | Error::NoFreeSubnet { .. }
+            | Error::NodeFailed { .. }
+            | Error::Timeout { .. }
+            | Error::Cancelled
+            | Error::RemoveIncomplete { .. }
+            | Error::Kubeconfig(_)
+            | Error::Api { .. }
+            | Error::ImportFailed { .. } => ErrorKind::Failed,
+        }
+    }
+
+    /// An internal invariant of `what` broke (a bug, exit status 70).
+    pub(crate) fn bug(what: &'static str, problem: impl Into<String>) -> Self {
+        Error::Bug {
+            what,
+            problem: problem.into(),
         }
     }
 

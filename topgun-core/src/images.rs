@@ -9,29 +9,29 @@ use serde::Serialize;
 use crate::spec::{ClusterSpec, Datastore};
 
 /// The default k3s image (a pinned release; `latest` is not maintained).
-pub const DEFAULT_K3S_IMAGE: &str = "rancher/k3s:v1.31.5-k3s1";
-/// The default etcd image.
-pub const DEFAULT_ETCD_IMAGE: &str = "gcr.io/etcd-development/etcd:v3.5.17";
+pub(crate) const DEFAULT_K3S_IMAGE: &str = "rancher/k3s:v1.31.5-k3s1";
+/// The default etcd image (topgun-etcd owns it).
+pub(crate) const DEFAULT_ETCD_IMAGE: &str = topgun_etcd::DEFAULT_IMAGE;
 /// The default load balancer image (the official haproxy image).
-pub const DEFAULT_LB_IMAGE: &str = "haproxy:3.0.7";
+pub(crate) const DEFAULT_LB_IMAGE: &str = "haproxy:3.0.7";
 
 /// Environment variable overriding the k3s image.
-pub const ENV_K3S_IMAGE: &str = "TOPGUN_K3S_IMAGE";
+pub(crate) const ENV_K3S_IMAGE: &str = "TOPGUN_K3S_IMAGE";
 /// Environment variable overriding the etcd image.
-pub const ENV_ETCD_IMAGE: &str = "TOPGUN_ETCD_IMAGE";
+pub(crate) const ENV_ETCD_IMAGE: &str = "TOPGUN_ETCD_IMAGE";
 /// Environment variable overriding the load balancer image.
-pub const ENV_LB_IMAGE: &str = "TOPGUN_LB_IMAGE";
+pub(crate) const ENV_LB_IMAGE: &str = "TOPGUN_LB_IMAGE";
 
 /// Environment variable deciding whether k3s nodes run privileged
 /// (`true`/`false`) when the spec does not say.
-pub const ENV_PRIVILEGED: &str = "TOPGUN_PRIVILEGED";
+pub(crate) const ENV_PRIVILEGED: &str = "TOPGUN_PRIVILEGED";
 /// Image label by which a k3s image declares it needs no privileges
 /// (`false`), as topgun's k3s stand-in does.
-pub const PRIVILEGED_LABEL: &str = "dev.topgun.privileged";
+pub(crate) const PRIVILEGED_LABEL: &str = "dev.topgun.privileged";
 
 /// Whether k3s nodes run privileged: the spec, else `TOPGUN_PRIVILEGED`,
 /// else the k3s image's [`PRIVILEGED_LABEL`], else yes (k3s needs it).
-pub fn resolve_privileged(
+pub(crate) fn resolve_privileged(
     spec: Option<bool>,
     env: impl Fn(&str) -> Option<String>,
     image_label: Option<&str>,

@@ -52,7 +52,7 @@ use crate::spec::{NodeCounts, NodeFilter, Role};
 use crate::{Error, Result, labels};
 
 /// How many nodes receive or import the archive at the same time.
-pub const PARALLEL: usize = 4;
+pub(crate) const PARALLEL: usize = 4;
 /// The size of the pieces the archive is read and sent in.
 const CHUNK: u64 = 64 * 1024;
 /// How much of a failed command's output is kept for the error.
@@ -151,6 +151,13 @@ pub struct Imported {
     pub elapsed: Duration,
 }
 
+impl Imported {
+    /// The archive's size for people: `104.9 MB` (decimal units).
+    pub fn size(&self) -> String {
+        crate::progress::megabytes(self.bytes)
+    }
+}
+
 fn ser_ms<S: serde::Serializer>(d: &Duration, s: S) -> std::result::Result<S::Ok, S::Error> {
     s.serialize_u64(d.as_millis() as u64)
 }
@@ -167,7 +174,7 @@ fn ser_opt_ms<S: serde::Serializer>(
 
 /// The deadline of one step (export, upload, import on a node) that moves
 /// `bytes`: 60 s plus 10 s per started 100 MB.
-pub fn step_limit(bytes: u64) -> Duration {
+pub(crate) fn step_limit(bytes: u64) -> Duration {
     Duration::from_secs(60 + 10 * bytes.div_ceil(100_000_000))
 }
 
@@ -175,7 +182,7 @@ pub fn step_limit(bytes: u64) -> Duration {
 /// from the sorted image names. The same names give the same file, so
 /// importing an image again after a rebuild replaces its archive rather
 /// than piling up archives that every node imports at each start.
-pub fn archive_name(images: &[String]) -> String {
+pub(crate) fn archive_name(images: &[String]) -> String {
     let mut names: Vec<&str> = images.iter().map(String::as_str).collect();
     names.sort_unstable();
     names.dedup();
@@ -696,7 +703,7 @@ async fn volume_exists(docker: &Docker, volume: &str) -> Result<bool> {
 /// servers or agents, and (without a filter) the cluster has its images
 /// volume. A node whose import fails makes the whole call fail with
 /// [`Error::ImportFailed`], after every other node was tried.
-pub async fn import_images(
+pub(crate) async fn import_images(
     docker: &Docker,
     cluster: &str,
     images: &[String],

@@ -28,6 +28,23 @@ impl KubeconfigYaml {
     pub fn expose(&self) -> &str {
         &self.0
     }
+
+    /// Writes the kubeconfig to `path` with mode 0600 (an existing file is
+    /// replaced and gets mode 0600 too). The error is `std::io::Error`, which
+    /// `?` turns into [`Error::StdIo`].
+    pub fn write(&self, path: impl AsRef<Path>) -> std::io::Result<()> {
+        use std::io::Write as _;
+        use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(path)?;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        file.write_all(self.0.as_bytes())?;
+        file.sync_all()
+    }
 }
 
 impl fmt::Debug for KubeconfigYaml {
@@ -43,7 +60,7 @@ pub fn entry_name(cluster: &str) -> String {
 
 /// The kubeconfig kubectl reads: the first path in `$KUBECONFIG`, else
 /// `~/.kube/config`.
-pub fn default_path() -> Result<PathBuf> {
+pub(crate) fn default_path() -> Result<PathBuf> {
     Ok(topgun_tls::kubeconfig::Kubeconfig::default_path()?)
 }
 
@@ -79,7 +96,7 @@ fn name_of(v: &Value) -> Option<&str> {
 /// Rewrites the kubeconfig k3s wrote: every cluster's server becomes
 /// `server_url`, and the (single) cluster, context and user are renamed to
 /// `topgun-<cluster>`, which becomes the current context.
-pub fn rewrite(k3s_yaml: &str, cluster: &str, server_url: &str) -> Result<KubeconfigYaml> {
+pub(crate) fn rewrite(k3s_yaml: &str, cluster: &str, server_url: &str) -> Result<KubeconfigYaml> {
     if server_url.contains("0.0.0.0") || server_url.contains("[::]") {
         return Err(Error::Kubeconfig(format!(
             "refusing to write the unspecified address into a kubeconfig: {server_url}"
@@ -147,7 +164,7 @@ pub fn rewrite(k3s_yaml: &str, cluster: &str, server_url: &str) -> Result<Kubeco
 }
 
 /// The server URL of the first cluster in a kubeconfig.
-pub fn server_of(yaml: &KubeconfigYaml) -> Result<String> {
+pub(crate) fn server_of(yaml: &KubeconfigYaml) -> Result<String> {
     let doc = parse(yaml.expose(), "the kubeconfig")?;
     doc.get("clusters")
         .and_then(Value::as_sequence)
@@ -162,7 +179,7 @@ pub fn server_of(yaml: &KubeconfigYaml) -> Result<String> {
 /// The CA and client identity a kubeconfig's first cluster and user carry
 /// (the `*-data` fields, as k3s writes them).
 #[derive(Debug, Clone)]
-pub struct Credentials {
+pub(crate) struct Credentials {
     /// The cluster CA, PEM.
     pub ca_pem: String,
     /// The client certificate, PEM.
@@ -172,7 +189,7 @@ pub struct Credentials {
 }
 
 /// Extracts [`Credentials`] from kubeconfig YAML.
-pub fn credentials(yaml: &KubeconfigYaml) -> Result<Credentials> {
+pub(crate) fn credentials(yaml: &KubeconfigYaml) -> Result<Credentials> {
     let doc = parse(yaml.expose(), "the kubeconfig")?;
     let first = |list: &str, inner: &str, field: &str| -> Result<String> {
         let b64 = doc
@@ -277,10 +294,10 @@ fn write_doc(path: &Path, doc: &Mapping) -> Result<()> {
 
 /// The marker topgun puts on the entries it writes (a kubeconfig extension,
 /// kept by kubectl): which cluster, and the SHA-256 of its CA data.
-pub const MARKER: &str = "dev.topgun";
+pub(crate) const MARKER: &str = "dev.topgun";
 
 /// The SHA-256 (hex) of a kubeconfig's CA data, as the marker holds it.
-pub fn ca_fingerprint(ca_data: &str) -> String {
+pub(crate) fn ca_fingerprint(ca_data: &str) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(ca_data.trim().as_bytes()))
 }
@@ -337,13 +354,14 @@ pub fn default_files() -> Result<Vec<PathBuf>> {
     Ok(vec![default_path()?])
 }
 
-/// Merges the entries of `kubeconfig` (as made by [`rewrite`]) into the
+/// Merges the entries of `kubeconfig` (as topgun makes it) into the
 /// single file at `path`; see [`merge_into`].
-pub fn merge(path: &Path, kubeconfig: &KubeconfigYaml, switch_context: bool) -> Result<()> {
+#[cfg(test)]
+pub(crate) fn merge(path: &Path, kubeconfig: &KubeconfigYaml, switch_context: bool) -> Result<()> {
     merge_into(&[path.to_owned()], kubeconfig, switch_context).map(drop)
 }
 
-/// Merges the entries of `kubeconfig` (as made by [`rewrite`]) into the
+/// Merges the entries of `kubeconfig` (as topgun makes it) into the
 /// kubeconfig made of `files`, as kubectl writes it: an entry of the same
 /// name is replaced in the file that holds it, new entries go to the first
 /// file. The current context changes only with `switch_context`, in the
@@ -432,7 +450,7 @@ pub fn merge_into(
 /// CA whose data is `ca_data`. An entry a person wrote under the same name
 /// stays. Unsets the current context where it named a removed context.
 /// Returns the files that changed (missing files change nothing).
-pub fn remove_from(files: &[PathBuf], cluster: &str, ca_data: &str) -> Result<Vec<PathBuf>> {
+pub(crate) fn remove_from(files: &[PathBuf], cluster: &str, ca_data: &str) -> Result<Vec<PathBuf>> {
     let name = entry_name(cluster);
     let fingerprint = ca_fingerprint(ca_data);
     let mut changed = Vec::new();
@@ -473,7 +491,10 @@ pub fn remove_from(files: &[PathBuf], cluster: &str, ca_data: &str) -> Result<Ve
 /// The server URL and CA data of the cluster entry `topgun-<cluster>`, from
 /// the first of `files` that defines it (as kubectl reads), with that file;
 /// `None` when none does.
-pub fn merged_entry(files: &[PathBuf], cluster: &str) -> Result<Option<(PathBuf, String, String)>> {
+pub(crate) fn merged_entry(
+    files: &[PathBuf],
+    cluster: &str,
+) -> Result<Option<(PathBuf, String, String)>> {
     let name = entry_name(cluster);
     for file in files {
         let doc = read_existing(file)?;
@@ -503,7 +524,7 @@ pub fn merged_entry(files: &[PathBuf], cluster: &str) -> Result<Option<(PathBuf,
 }
 
 /// The CA data (base64) of a kubeconfig's first cluster.
-pub fn ca_data_of(yaml: &KubeconfigYaml) -> Result<String> {
+pub(crate) fn ca_data_of(yaml: &KubeconfigYaml) -> Result<String> {
     Ok(first_ca_data(&parse(yaml.expose(), "the kubeconfig")?))
 }
 

@@ -3,40 +3,37 @@
 //! everything from them. Labels never hold secrets.
 
 /// The cluster name (as given, mixed case kept).
-pub const CLUSTER: &str = "dev.topgun.cluster";
+pub(crate) const CLUSTER: &str = "dev.topgun.cluster";
 /// The id of the `create` run that made the resource; rollback finds by it.
-pub const RUN: &str = "dev.topgun.run";
+pub(crate) const RUN: &str = "dev.topgun.run";
 /// `server`, `agent`, `etcd`, `loadbalancer`, or `network` for the network.
-pub const ROLE: &str = "dev.topgun.role";
+pub(crate) const ROLE: &str = "dev.topgun.role";
 /// The node's index within its role.
-pub const INDEX: &str = "dev.topgun.index";
+pub(crate) const INDEX: &str = "dev.topgun.index";
 /// The version of topgun that made the resource.
-pub const VERSION: &str = "dev.topgun.version";
+pub(crate) const VERSION: &str = "dev.topgun.version";
 /// The host address the API is published on (containers only).
-pub const API_HOST: &str = "dev.topgun.api-host";
+pub(crate) const API_HOST: &str = "dev.topgun.api-host";
 /// The Docker engine the cluster was created through: its URL (e.g.
 /// `ssh://jbl@alien.io`) or `context:NAME`.
-pub const ENGINE: &str = "dev.topgun.engine";
+pub(crate) const ENGINE: &str = "dev.topgun.engine";
 /// The host name the kubeconfig's server uses when it is not the API host
 /// address (a remote engine host's name, as the user gave it; containers
 /// only).
-pub const API_NAME: &str = "dev.topgun.api-name";
+pub(crate) const API_NAME: &str = "dev.topgun.api-name";
 /// `embedded`, `etcd` or `external` (containers only).
-pub const DATASTORE: &str = "dev.topgun.datastore";
+pub(crate) const DATASTORE: &str = "dev.topgun.datastore";
 /// The cluster network's name (containers only).
-pub const NETWORK: &str = "dev.topgun.network";
+pub(crate) const NETWORK: &str = "dev.topgun.network";
 /// The node's hostname, lowercased (containers only).
-pub const HOSTNAME: &str = "dev.topgun.hostname";
+pub(crate) const HOSTNAME: &str = "dev.topgun.hostname";
 
 /// The role label value of the network.
-pub const ROLE_NETWORK: &str = "network";
+pub(crate) const ROLE_NETWORK: &str = "network";
 /// The role label value of the cluster's images volume.
-pub const ROLE_IMAGES: &str = "images";
-/// The role label value of the temporary container that fills the images
-/// volume of a cluster whose nodes do not run.
-pub const ROLE_HELPER: &str = "helper";
+pub(crate) const ROLE_IMAGES: &str = "images";
 
 /// A Docker label filter `KEY=VALUE`.
-pub fn filter(key: &str, value: &str) -> String {
+pub(crate) fn filter(key: &str, value: &str) -> String {
     format!("{key}={value}")
 }

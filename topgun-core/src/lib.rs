@@ -5,72 +5,100 @@
 //! haproxy load balancer with active health checks, a kubeconfig whose
 //! server and certificate names are right, and complete rollback.
 //!
-//! - [`spec`]: what is asked for ([`ClusterSpec`], built in code or read
-//!   from YAML), validated before anything exists.
-//! - [`plan`]: the pure plan: network, volumes, files, full container bodies,
-//!   start phases and readiness gates (snapshot-tested).
-//! - [`runtime`]: executes a plan through Docker ([`runtime::create`],
-//!   [`runtime::create_until`] for cancellation), rolling back by label.
-//! - [`lifecycle`]: [`lifecycle::list`], [`lifecycle::status`],
-//!   [`lifecycle::kubeconfig`] and [`lifecycle::delete`], rebuilt from
-//!   Docker labels alone.
-//! - [`kubeconfig`]: rewrite, merge (atomic, 0600) and remove entries.
-//! - [`import`]: images from the host engine into a cluster's nodes
-//!   ([`import::import_images`]), streamed.
-//! - [`engine`]: which Docker engine (flags, `DOCKER_HOST`, docker
-//!   contexts; unix, TLS, ssh), resolved as the docker CLI does.
-//! - [`Cluster`]: a handle for programs that embed topgun.
-//!
-//! topgun-core never prints: progress goes to a [`progress::Progress`]
-//! callback, diagnostics to `tracing`. It re-exports [`bollard`] so callers
-//! use the same version.
+//! A three-server cluster on a three-member etcd, and its kubeconfig:
 //!
 //! ```no_run
 //! use topgun_core::{Cluster, ClusterSpec, Datastore};
 //!
-//! # async fn demo() -> topgun_core::Result<()> {
-//! let spec = ClusterSpec::builder("demo")
-//!     .servers(3)
-//!     .agents(2)
-//!     .datastore(Datastore::etcd(3))
-//!     .tls_san("192.168.1.28")
-//!     .build()?;
-//! let docker = topgun_core::docker::connect().await?;
-//! let cluster = Cluster::create(docker, &spec).await?;
-//! let status = cluster.status().await?;
-//! assert!(status.healthy);
-//! std::fs::write("kubeconfig.yaml", cluster.kubeconfig().await?.expose()).unwrap();
-//! cluster.delete().await?;
-//! # Ok(())
-//! # }
+//! #[tokio::main]
+//! async fn main() -> topgun_core::Result<()> {
+//!     let spec = ClusterSpec::builder("demo").servers(3).datastore(Datastore::etcd(3)).build()?;
+//!     let cluster = Cluster::create(topgun_core::connect().await?, &spec).await?;
+//!     cluster.kubeconfig().await?.write("demo.kubeconfig")?; // mode 0600
+//!     Ok(())
+//! }
 //! ```
+//!
+//! The front door:
+//! - [`ClusterSpec`] (built in code with [`ClusterSpec::builder`] or read
+//!   from YAML) says what is asked for; it is validated before anything
+//!   exists on the engine.
+//! - [`Cluster`] is a cluster on an engine, by name: [`Cluster::create`],
+//!   [`Cluster::open`], [`Cluster::list`], then status, kubeconfig, stop and
+//!   start, nodes (add, delete, stop, start), image import and delete. It
+//!   holds no state: every call asks Docker, by labels.
+//! - [`connect`] reaches the engine as the docker CLI would (flags through
+//!   [`select_engine`], `DOCKER_HOST`, docker contexts; unix, TLS, ssh);
+//!   [`Engine`] names engines and contexts.
+//! - [`Error`] says what failed and how to fix it; [`Error::kind`] says
+//!   whose fault it is (input, operation, bug).
+//!
+//! topgun-core never prints: progress goes to a [`Progress`] callback,
+//! diagnostics to `tracing`. It re-exports [`bollard`] so callers use the
+//! same version. Benchmark and test helpers sit behind the `testing`
+//! feature.
 
-pub mod api;
-pub mod archive;
-pub mod cluster;
-pub mod docker;
-pub mod engine;
-pub mod error;
-pub mod floor;
-pub mod images;
-pub mod import;
-pub mod kubeconfig;
-pub mod labels;
-pub mod lifecycle;
+#![warn(unreachable_pub)]
+
+mod api;
+mod archive;
+mod cluster;
+mod docker;
+mod engine;
+mod error;
+#[cfg(feature = "testing")]
+mod floor;
+mod images;
+mod import;
+mod kubeconfig;
+mod labels;
+mod lifecycle;
 mod lock;
-pub mod plan;
-pub mod progress;
-pub mod runtime;
-pub mod spec;
+mod plan;
+mod progress;
+mod runtime;
+mod spec;
 
 pub use bollard;
+
+// The handle and its operations.
 pub use cluster::Cluster;
-pub use error::{Error, Result};
-pub use images::ImageSet;
+pub use error::{Error, ErrorKind, Result};
+
+// What is asked for: the spec and its parts.
+pub use spec::{
+    ApiEndpoint, CgroupnsMode, ClusterName, ClusterSpec, ClusterSpecBuilder, Datastore,
+    DatastoreEndpoint, EndpointKind, EnvVar, EtcdDatastore, ExternalDatastore, Filtered,
+    FilteredValue, K3sArg, LoadBalancerSpec, NetworkSpec, NodeCounts, NodeFilter, PortMapping,
+    Protocol, Role, SanList, Subnet, Timeouts, Token, VolumeMount, Warning,
+};
+
+// Options and results of the operations.
 pub use import::{ImportOptions, ImportWhen, Imported, ImportedImage, NodeImport};
-pub use lifecycle::{ClusterStatus, ClusterSummary, DeleteOptions, DeleteTarget, Deleted};
-pub use progress::{Event, Progress, ReadyCounts};
+pub use lifecycle::{
+    ApiStatus, ClusterStatus, ClusterSummary, Count, DeleteOptions, Deleted, EtcdAccess,
+    EtcdStatus, KubeconfigStatus, NodeStatus,
+};
 pub use runtime::nodes::{AddNodesOptions, Added, DeleteNodeOptions, NodeDeleted, NodeObject};
 pub use runtime::start::{Changed, LifecycleOptions, NodeChange};
-pub use runtime::{CreateOptions, Created};
-pub use spec::{ClusterSpec, ClusterSpecBuilder, Datastore};
+pub use runtime::{CreateOptions, Created, CreatedNode};
+
+// Progress, kubeconfig files, the engine and the load balancer's view.
+pub use api::BackendState;
+pub use docker::{Removal, connect};
+pub use engine::{Engine, EngineFlags, select as select_engine};
+pub use images::ImageSet;
+pub use kubeconfig::{
+    KubeconfigYaml, default_files as default_kubeconfig_files, entry_name as kubeconfig_entry_name,
+    merge_into as merge_kubeconfig,
+};
+pub use plan::PhaseKind;
+pub use progress::{Event, Progress, ReadyCounts};
+
+/// Benchmark and test helpers (feature `testing`); not part of the API and
+/// not covered by semver.
+#[cfg(feature = "testing")]
+pub mod testing {
+    pub use crate::floor::{Floor, boot_floor, floor};
+    pub use crate::spec::{ClusterRecord, parse_duration};
+}

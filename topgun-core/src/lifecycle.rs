@@ -121,7 +121,7 @@ fn summary_api_url(c: &ContainerSummary) -> Option<String> {
 
 /// Every cluster topgun made on this engine, rebuilt from labels. Clusters
 /// that are only leftovers (a network or volumes) are listed too.
-pub async fn list(docker: &Docker) -> Result<Vec<ClusterSummary>> {
+pub(crate) async fn list(docker: &Docker) -> Result<Vec<ClusterSummary>> {
     let filter = dockerx::has_label(labels::CLUSTER);
     let (containers, networks, volumes) = tokio::try_join!(
         dockerx::containers(docker, filter.clone()),
@@ -411,14 +411,17 @@ impl ClusterView {
 /// The nodes of cluster `name` (role, state, IP, image), etcd first, then
 /// servers, the load balancer and agents, each by index;
 /// [`Error::ClusterNotFound`] when it has none.
-pub async fn nodes(docker: &Docker, name: &str) -> Result<Vec<NodeStatus>> {
+pub(crate) async fn nodes(docker: &Docker, name: &str) -> Result<Vec<NodeStatus>> {
     Ok(ClusterView::load(docker, name).await?.nodes)
 }
 
 /// Finds nodes by container name, with the cluster each belongs to. A name
 /// that is no topgun node is an error; when it is a bare node name
 /// (`server-0`), the error lists the clusters that have such a node.
-pub async fn find_nodes(docker: &Docker, names: &[String]) -> Result<Vec<(String, NodeStatus)>> {
+pub(crate) async fn find_nodes(
+    docker: &Docker,
+    names: &[String],
+) -> Result<Vec<(String, NodeStatus)>> {
     let containers = dockerx::containers(docker, dockerx::has_label(labels::CLUSTER)).await?;
     let mut found = Vec::new();
     for name in names {
@@ -478,7 +481,7 @@ pub(crate) async fn published_port(docker: &Docker, container: &str, port: u16) 
 /// load balancer's backends, etcd's verdict (with topgun's client
 /// certificate, read back from an etcd member), API readiness, and whether
 /// the API certificate covers the kubeconfig's host.
-pub async fn status(docker: &Docker, name: &str) -> Result<ClusterStatus> {
+pub(crate) async fn status(docker: &Docker, name: &str) -> Result<ClusterStatus> {
     status_with(
         docker,
         name,
@@ -489,7 +492,7 @@ pub async fn status(docker: &Docker, name: &str) -> Result<ClusterStatus> {
 
 /// [`status`], comparing the entry merged into the kubeconfig made of
 /// `kubeconfig_files` (none: not checked) with the live cluster.
-pub async fn status_with(
+pub(crate) async fn status_with(
     docker: &Docker,
     name: &str,
     kubeconfig_files: &[PathBuf],
@@ -727,7 +730,7 @@ impl EtcdAccess {
 
 /// How to reach the etcd members of cluster `name` (for `topgun etcd status
 /// NAME`); [`Error::ClusterNotFound`] when the cluster has none.
-pub async fn etcd_access(docker: &Docker, name: &str) -> Result<EtcdAccess> {
+pub(crate) async fn etcd_access(docker: &Docker, name: &str) -> Result<EtcdAccess> {
     let view = ClusterView::load(docker, name).await?;
     let members: Vec<&NodeStatus> = view.nodes.iter().filter(|n| n.role == Role::Etcd).collect();
     if members.is_empty() {
@@ -934,7 +937,7 @@ async fn read_kubeconfig(docker: &Docker, view: &ClusterView) -> Result<Kubeconf
 /// The kubeconfig of cluster `name`: read from a server through the archive
 /// API, server rewritten to the published API, entries named
 /// `topgun-<name>`.
-pub async fn kubeconfig(docker: &Docker, name: &str) -> Result<KubeconfigYaml> {
+pub(crate) async fn kubeconfig(docker: &Docker, name: &str) -> Result<KubeconfigYaml> {
     let view = ClusterView::load(docker, name).await?;
     read_kubeconfig(docker, &view).await
 }
@@ -963,7 +966,7 @@ async fn cluster_ca(docker: &Docker, name: &str) -> Option<String> {
 
 /// What to delete.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DeleteTarget {
+pub(crate) enum DeleteTarget {
     /// One cluster.
     Name(String),
     /// Every cluster topgun made on this engine.
@@ -1017,7 +1020,7 @@ pub struct Deleted {
 /// Deletes a cluster (or all) by labels: containers (stopped ones too),
 /// volumes, networks, and the kubeconfig entries topgun merged. Works on
 /// half-made clusters; deleting what does not exist is a successful no-op.
-pub async fn delete(
+pub(crate) async fn delete(
     docker: &Docker,
     target: &DeleteTarget,
     options: &DeleteOptions,

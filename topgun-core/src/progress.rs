@@ -144,7 +144,7 @@ impl fmt::Display for Event {
 }
 
 /// `104.9 MB` (decimal units, one decimal; `18.4 kB` below 0.1 MB).
-pub fn megabytes(bytes: u64) -> String {
+pub(crate) fn megabytes(bytes: u64) -> String {
     if bytes < 100_000 {
         format!("{:.1} kB", bytes as f64 / 1e3)
     } else {

@@ -15,9 +15,10 @@ use topgun_core::bollard::Docker;
 use topgun_core::bollard::query_parameters::{
     ListContainersOptions, ListImagesOptions, ListNetworksOptions, ListVolumesOptions,
 };
-use topgun_core::lifecycle::{self, DeleteOptions, DeleteTarget};
-use topgun_core::spec::{Filtered, K3sArg, Timeouts};
-use topgun_core::{Cluster, ClusterSpec, CreateOptions, Datastore, Error};
+use topgun_core::{
+    Cluster, ClusterSpec, CreateOptions, Datastore, DeleteOptions, Error, Filtered, K3sArg,
+    Timeouts,
+};
 
 /// Removes everything labelled with a cluster of this test, even on panic.
 struct Cleanup {
@@ -37,7 +38,9 @@ impl Drop for Cleanup {
             rt.block_on(async {
                 for name in names {
                     let options = DeleteOptions::new().keep_kubeconfig(true);
-                    let _ = lifecycle::delete(&docker, &DeleteTarget::Name(name), &options).await;
+                    let _ = Cluster::named(docker.clone(), &name)
+                        .delete_with(&options)
+                        .await;
                 }
             });
         })
@@ -103,7 +106,7 @@ async fn leftovers(docker: &Docker, name: &str) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clusters_on_docker() {
-    let docker = topgun_core::docker::connect()
+    let docker = topgun_core::connect()
         .await
         .expect("Docker must be reachable for this test");
     let k3s = image(&docker, "TOPGUN_K3S_IMAGE", "k3s").await;
@@ -133,7 +136,7 @@ async fn clusters_on_docker() {
         .servers(3)
         .agents(1)
         .datastore(Datastore::Etcd({
-            let mut e = topgun_core::spec::EtcdDatastore::default();
+            let mut e = topgun_core::EtcdDatastore::default();
             e.image = Some(etcd.clone());
             e
         }))
@@ -188,7 +191,7 @@ async fn clusters_on_docker() {
     assert_eq!(backends.len(), 3, "{backends:?}");
     assert_eq!(status.api.host_covered, Some(true));
 
-    let listed = lifecycle::list(&docker).await.unwrap();
+    let listed = Cluster::list(&docker).await.unwrap();
     let summary = listed
         .iter()
         .find(|c| c.name == name("ha"))
@@ -204,13 +207,16 @@ async fn clusters_on_docker() {
     assert_eq!(summary.server.as_deref(), Some(created.server.as_str()));
 
     // A second create with the same name is refused before anything is made.
-    let err = topgun_core::runtime::create(&docker, &spec, &CreateOptions::new())
+    let err = Cluster::create_with(docker.clone(), &spec, &CreateOptions::new())
         .await
         .unwrap_err();
     assert!(matches!(err, Error::ClusterExists { .. }), "{err}");
 
     // The kubeconfig read back later equals the one create wrote.
-    let again = lifecycle::kubeconfig(&docker, &name("ha")).await.unwrap();
+    let again = Cluster::named(docker.clone(), &name("ha"))
+        .kubeconfig()
+        .await
+        .unwrap();
     assert_eq!(again.expose(), created.kubeconfig.expose());
 
     let options = DeleteOptions::new().kubeconfig(kubeconfig.clone());
@@ -223,7 +229,8 @@ async fn clusters_on_docker() {
             .contains(&name("ha"))
     );
     assert_eq!(leftovers(&docker, &name("ha")).await, 0);
-    let again = lifecycle::delete(&docker, &DeleteTarget::Name(name("ha")), &options)
+    let again = Cluster::named(docker.clone(), &name("ha"))
+        .delete_with(&options)
         .await
         .unwrap();
     assert_eq!(again.removed.count(), 0, "a second delete is a no-op");
@@ -233,7 +240,7 @@ async fn clusters_on_docker() {
         .image("topgun-missing/k3s:none")
         .build()
         .unwrap();
-    let err = topgun_core::runtime::create(&docker, &spec, &CreateOptions::new())
+    let err = Cluster::create_with(docker.clone(), &spec, &CreateOptions::new())
         .await
         .unwrap_err();
     assert!(
@@ -250,7 +257,7 @@ async fn clusters_on_docker() {
         value: K3sArg("--datastore-endpoint=etcd".to_owned()),
         filter: None,
     });
-    let err = topgun_core::runtime::create(&docker, &spec, &CreateOptions::new())
+    let err = Cluster::create_with(docker.clone(), &spec, &CreateOptions::new())
         .await
         .unwrap_err();
     let text = err.to_string();
@@ -268,7 +275,7 @@ async fn clusters_on_docker() {
         .api(&format!("127.0.0.1:{port}"))
         .build()
         .unwrap();
-    let err = topgun_core::runtime::create(&docker, &spec, &CreateOptions::new())
+    let err = Cluster::create_with(docker.clone(), &spec, &CreateOptions::new())
         .await
         .unwrap_err();
     assert!(
@@ -282,7 +289,7 @@ async fn clusters_on_docker() {
     let mut timeouts = Timeouts::default();
     timeouts.server = Duration::from_millis(1);
     let spec = base("slow").timeouts(timeouts).build().unwrap();
-    let err = topgun_core::runtime::create(&docker, &spec, &CreateOptions::new())
+    let err = Cluster::create_with(docker.clone(), &spec, &CreateOptions::new())
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Timeout { .. }), "{err}");
@@ -295,7 +302,7 @@ async fn clusters_on_docker() {
 
     let spec = base("sigint").servers(2).build().unwrap();
     let cancel = tokio::time::sleep(Duration::from_millis(400));
-    let err = topgun_core::runtime::create_until(&docker, &spec, &CreateOptions::new(), cancel)
+    let err = Cluster::create_until(docker.clone(), &spec, &CreateOptions::new(), cancel)
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Cancelled), "{err}");

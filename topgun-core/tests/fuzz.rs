@@ -20,10 +20,10 @@ use std::path::Path;
 use harness::{Outcome, YAML_BITS, embed_key, fuzz, mutate, no_key_in, noise, tokens};
 use proptest::prelude::*;
 use topgun_core::ImageSet;
-use topgun_core::spec::{
-    ApiEndpoint, ClusterRecord, ClusterSpec, Datastore, DatastoreEndpoint, EndpointKind, EnvVar,
-    Filtered, FilteredValue, K3sArg, NodeCounts, NodeFilter, PortMapping, Role, Subnet, Token,
-    VolumeMount, parse_duration,
+use topgun_core::testing::{ClusterRecord, parse_duration};
+use topgun_core::{
+    ApiEndpoint, ClusterSpec, Datastore, DatastoreEndpoint, EndpointKind, EnvVar, Filtered,
+    FilteredValue, K3sArg, NodeCounts, NodeFilter, PortMapping, Role, Subnet, Token, VolumeMount,
 };
 
 const ROLES: [Role; 4] = [Role::Server, Role::Agent, Role::Etcd, Role::LoadBalancer];

@@ -21,7 +21,7 @@ use etcd_client::GetOptions;
 use serde::Serialize;
 
 use crate::client::MemberClient;
-use crate::health::prefix_end;
+use crate::keys::prefix_end;
 use crate::{Checker, Error, Result};
 
 /// Keys (with values) read per range request when building a tree level.
@@ -414,13 +414,10 @@ impl Checker {
         for m in self.member_clients() {
             match tree_through(m, prefixes, after, limit).await {
                 Ok(levels) => return Ok(levels),
-                Err(e) => causes.push(e.to_string()),
+                Err(e) => causes.push(e),
             }
         }
-        Err(Error::NoMemberAnswered {
-            call: "range",
-            causes,
-        })
+        Err(Error::no_member_answered("range", causes))
     }
 
     /// `key`'s value and up to `history` earlier revisions; uses the first
@@ -430,13 +427,10 @@ impl Checker {
         for m in self.member_clients() {
             match value_through(m, key, history).await {
                 Ok(view) => return Ok(view),
-                Err(e) => causes.push(e.to_string()),
+                Err(e) => causes.push(e),
             }
         }
-        Err(Error::NoMemberAnswered {
-            call: "range",
-            causes,
-        })
+        Err(Error::no_member_answered("range", causes))
     }
 
     /// Writes `value` to `key`; returns the revision of the write.
@@ -447,13 +441,10 @@ impl Checker {
             let mut kv = m.client.kv_client();
             match m.call("put", kv.put(key, value.clone(), None)).await {
                 Ok(r) => return Ok(r.header().map_or(0, |h| h.revision())),
-                Err(e) => causes.push(e.to_string()),
+                Err(e) => causes.push(e),
             }
         }
-        Err(Error::NoMemberAnswered {
-            call: "put",
-            causes,
-        })
+        Err(Error::no_member_answered("put", causes))
     }
 
     /// Deletes `key`; returns how many keys were deleted (0 or 1).
@@ -463,13 +454,10 @@ impl Checker {
             let mut kv = m.client.kv_client();
             match m.call("delete", kv.delete(key, None)).await {
                 Ok(r) => return Ok(r.deleted()),
-                Err(e) => causes.push(e.to_string()),
+                Err(e) => causes.push(e),
             }
         }
-        Err(Error::NoMemberAnswered {
-            call: "delete",
-            causes,
-        })
+        Err(Error::no_member_answered("delete", causes))
     }
 }
 

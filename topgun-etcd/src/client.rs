@@ -12,7 +12,7 @@ use etcd_client::{Certificate, Client, ConnectOptions, Identity, TlsOptions};
 
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use topgun_tls::KeyPem;
+use topgun_tls::{ClientCert, KeyPem, ServerTrust};
 
 use crate::{Error, Result};
 
@@ -290,7 +290,7 @@ impl MemberClient {
     /// purpose: a balanced channel waits for a ready endpoint, so a request
     /// to a dead member hangs until its deadline; a plain channel fails at
     /// once with the connection error.
-    pub async fn connect(endpoint: &str, config: &ClientConfig) -> Result<Self> {
+    pub(crate) async fn connect(endpoint: &str, config: &ClientConfig) -> Result<Self> {
         let invalid = |problem: String| Error::InvalidEndpoint {
             endpoint: endpoint.to_owned(),
             problem,
@@ -315,6 +315,7 @@ impl MemberClient {
                 endpoint: endpoint.to_owned(),
                 call: "connect",
                 cause: describe(&e),
+                source: Some(Box::new(e)),
             })?;
         Ok(MemberClient {
             endpoint: endpoint.to_owned(),
@@ -329,29 +330,33 @@ impl MemberClient {
     /// connection fails for a reason the client library hides (a server
     /// that refuses our certificate just closes the connection), a direct
     /// handshake finds the cause.
-    pub async fn call<T, F>(&self, call: &'static str, fut: F) -> Result<T>
+    pub(crate) async fn call<T, F>(&self, call: &'static str, fut: F) -> Result<T>
     where
         F: std::future::Future<Output = std::result::Result<T, etcd_client::Error>>,
     {
         let started = std::time::Instant::now();
-        let cause = match tokio::time::timeout(self.timeout, fut).await {
+        let (cause, source) = match tokio::time::timeout(self.timeout, fut).await {
             Ok(Ok(v)) => return Ok(v),
-            Ok(Err(e)) => match recognised(&e) {
-                Some(cause) => with_detail(cause, &e),
-                None => {
-                    let left = self.timeout.saturating_sub(started.elapsed());
-                    match self.diagnose(left).await {
-                        Some(cause) => with_detail(cause, &e),
-                        None => chain(&e),
+            Ok(Err(e)) => {
+                let cause = match recognised(&e) {
+                    Some(cause) => with_detail(cause, &e),
+                    None => {
+                        let left = self.timeout.saturating_sub(started.elapsed());
+                        match self.diagnose(left).await {
+                            Some(cause) => with_detail(cause, &e),
+                            None => chain(&e),
+                        }
                     }
-                }
-            },
-            Err(_) => deadline_cause(self.timeout),
+                };
+                (cause, Some(Box::new(e) as crate::Cause))
+            }
+            Err(_) => (deadline_cause(self.timeout), None),
         };
         Err(Error::Request {
             endpoint: self.endpoint.clone(),
             call,
             cause,
+            source,
         })
     }
 
@@ -398,26 +403,23 @@ async fn diagnose_tls(endpoint: &str, tls: &ClientTls) -> Option<String> {
     let host = authority.rsplit_once(':').map_or(authority, |(h, _)| h);
     let host = host.trim_start_matches('[').trim_end_matches(']');
     let server_name = rustls_pki_types::ServerName::try_from(host.to_owned()).ok()?;
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(tls.ca_pem.as_bytes()).flatten() {
-        roots.add(cert).ok()?;
-    }
-    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .ok()?
-    .with_root_certificates(roots);
-    let mut config = match &tls.identity {
-        Some((cert, key)) => {
-            let certs = CertificateDer::pem_slice_iter(cert.as_bytes())
-                .collect::<std::result::Result<Vec<_>, _>>()
-                .ok()?;
-            let key = PrivateKeyDer::from_pem_slice(key.expose().as_bytes()).ok()?;
-            builder.with_client_auth_cert(certs, key).ok()?
-        }
-        None => builder.with_no_client_auth(),
+    let roots = topgun_tls::verify::Roots::from_pem_or_der(tls.ca_pem.as_bytes(), "the CA").ok()?;
+    let identity = match &tls.identity {
+        Some((cert, key)) => Some(
+            topgun_tls::ClientIdentity::from_pem(
+                cert.as_bytes(),
+                key.expose().as_bytes(),
+                "the client",
+            )
+            .ok()?,
+        ),
+        None => None,
     };
+    let client = match &identity {
+        Some(identity) => ClientCert::Identity(identity),
+        None => ClientCert::None,
+    };
+    let mut config = topgun_tls::client_config(ServerTrust::Roots(&roots), client).ok()?;
     config.alpn_protocols = vec![b"h2".to_vec()];
     let tcp = match tokio::net::TcpStream::connect(authority).await {
         Ok(tcp) => tcp,

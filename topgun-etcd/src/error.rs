@@ -3,6 +3,12 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use topgun_tls::ErrorKind;
+
+/// The cause an [`enum@Error`] keeps: `source()` returns the error itself
+/// (downcast it to [`enum@Error`] or [`etcd_client::Error`]), not this box.
+pub type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
+
 /// Everything that can go wrong in topgun-etcd.
 ///
 /// Messages are written for the person at the terminal: each names what was
@@ -27,6 +33,9 @@ pub enum Error {
         problem: String,
     },
     /// Certificate material was refused before any connection was tried.
+    ///
+    /// It carries no source on purpose: the PEM parser's own errors may
+    /// quote key bytes, so only a redacted description is kept.
     #[error("invalid TLS material: {0}")]
     InvalidTls(String),
     /// Certificate generation or a file write in topgun-tls failed.
@@ -62,7 +71,9 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// A request to one member failed; `cause` says why in plain words.
+    /// A request to one member failed; `cause` says why in plain words,
+    /// `source` is the client library's error (none when the deadline
+    /// passed).
     #[error("{endpoint}: {call} failed: {cause}")]
     Request {
         /// The endpoint that was asked.
@@ -71,14 +82,20 @@ pub enum Error {
         call: &'static str,
         /// The cause, e.g. "the server's certificate is not signed by the given CA".
         cause: String,
+        /// The error the client library returned (an [`etcd_client::Error`]).
+        #[source]
+        source: Option<Cause>,
     },
     /// No member could serve a request.
-    #[error("no etcd member answered {call}: {}", causes.join("; "))]
+    #[error("no etcd member answered {call}: {first}{}", more(rest))]
     NoMemberAnswered {
         /// The request ("put", "range", ...).
         call: &'static str,
-        /// One cause per endpoint, each naming the endpoint.
-        causes: Vec<String>,
+        /// The first member's error (each names its endpoint), an [`enum@Error`].
+        #[source]
+        first: Cause,
+        /// The other members' errors, in order.
+        rest: Vec<Error>,
     },
     /// The write probe failed.
     #[error("write probe through {endpoint} failed at {step}: {cause}")]
@@ -89,6 +106,10 @@ pub enum Error {
         step: &'static str,
         /// What went wrong.
         cause: String,
+        /// The failed request, an [`enum@Error`], when a request failed (not
+        /// when the value read back was wrong).
+        #[source]
+        source: Option<Cause>,
     },
     /// The cluster did not become healthy in time.
     #[error("etcd did not become {wanted} within {}; last: {last}", humanize(*.waited))]
@@ -103,6 +124,26 @@ pub enum Error {
 }
 
 impl Error {
+    /// Whose problem this is: [`ErrorKind::Input`] for a refused spec,
+    /// endpoint or TLS material; [`ErrorKind::Failed`] for requests,
+    /// probes, waits, local processes and files that failed;
+    /// topgun-tls's own classification for its errors.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::InvalidSpec { .. } | Error::InvalidEndpoint { .. } | Error::InvalidTls(_) => {
+                ErrorKind::Input
+            }
+            Error::Tls(e) => e.kind(),
+            Error::Io { .. }
+            | Error::EtcdNotFound { .. }
+            | Error::Process { .. }
+            | Error::Request { .. }
+            | Error::NoMemberAnswered { .. }
+            | Error::Probe { .. }
+            | Error::NotHealthy { .. } => ErrorKind::Failed,
+        }
+    }
+
     pub(crate) fn io(
         action: &'static str,
         path: impl Into<PathBuf>,
@@ -115,12 +156,32 @@ impl Error {
         }
     }
 
+    /// [`Error::NoMemberAnswered`] from one error per member tried.
+    pub(crate) fn no_member_answered(call: &'static str, failures: Vec<Error>) -> Self {
+        let mut failures = failures.into_iter();
+        match failures.next() {
+            Some(first) => Error::NoMemberAnswered {
+                call,
+                first: Box::new(first),
+                rest: failures.collect(),
+            },
+            None => Error::InvalidEndpoint {
+                endpoint: String::new(),
+                problem: "no endpoints were given".into(),
+            },
+        }
+    }
+
     pub(crate) fn spec(field: &'static str, problem: impl Into<String>) -> Self {
         Error::InvalidSpec {
             field,
             problem: problem.into(),
         }
     }
+}
+
+fn more(rest: &[Error]) -> String {
+    rest.iter().map(|e| format!("; {e}")).collect()
 }
 
 fn humanize(d: Duration) -> String {

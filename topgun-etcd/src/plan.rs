@@ -38,7 +38,7 @@ use topgun_tls::{
     CaParams, CertUsage, CertificateAuthority, CertifiedKey, KeyPem, LeafParams, San,
 };
 
-use crate::health::ClientTls;
+use crate::client::ClientTls;
 use crate::spec::EtcdClusterSpec;
 use crate::{Error, Result};
 
@@ -347,7 +347,8 @@ pub struct EtcdPlan {
     pub pki: Option<EtcdPki>,
     /// What k3s needs to use this cluster.
     pub datastore: DatastoreConfig,
-    /// Things the user should know (even member count, TLS off, ...).
+    /// Things the user should know (even member count, TLS off, ...): the
+    /// messages of [`EtcdClusterSpec::validate`]'s [`crate::SpecWarning`]s.
     pub warnings: Vec<String>,
 }
 
@@ -411,7 +412,7 @@ impl EtcdClusterSpec {
 /// Plans the cluster with the given certificates (`None` exactly when TLS is
 /// off). A spec without a token gets a fresh random one.
 pub fn plan_with_pki(spec: &EtcdClusterSpec, pki: Option<EtcdPki>) -> Result<EtcdPlan> {
-    let warnings = spec.validate()?;
+    let warnings: Vec<String> = spec.validate()?.iter().map(ToString::to_string).collect();
     match (&pki, spec.tls) {
         (None, true) => {
             return Err(Error::spec(

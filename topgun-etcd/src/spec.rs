@@ -9,6 +9,11 @@ use crate::{Error, Result};
 
 /// The default etcd image: a pinned release from etcd's primary registry.
 /// Its binary is `/usr/local/bin/etcd` and it has no entrypoint.
+///
+/// This is the one default of topgun: topgun-core asks for it rather than
+/// pinning its own. v3.5.21 is the newer of the two tags topgun used to pin
+/// (core had v3.5.17): a later 3.5 patch release with the same flags and
+/// API, carrying the fixes since.
 pub const DEFAULT_IMAGE: &str = "gcr.io/etcd-development/etcd:v3.5.21";
 /// The port etcd serves clients on.
 pub const DEFAULT_CLIENT_PORT: u16 = 2379;
@@ -18,7 +23,13 @@ pub const DEFAULT_PEER_PORT: u16 = 2380;
 pub const DEFAULT_HEARTBEAT: Duration = Duration::from_millis(100);
 /// etcd's own default election timeout.
 pub const DEFAULT_ELECTION: Duration = Duration::from_millis(1000);
-/// The most members etcd recommends.
+/// The most members a cluster may have: 7.
+///
+/// etcd's FAQ ("What is maximum cluster size?") recommends at most seven
+/// members: every write is replicated to all of them, so more members make
+/// writes slower while five already tolerate two failures (Google's
+/// Chubby, the model, runs five). topgun-core takes this limit from here,
+/// so a spec is refused while it is checked, before anything is created.
 pub const MAX_MEMBERS: usize = 7;
 /// The longest cluster name: member names `topgun-<cluster>-etcd-<i>` must
 /// stay a valid 63-character DNS label.
@@ -149,27 +160,32 @@ impl EtcdClusterSpec {
         member_name(&self.cluster, index)
     }
 
-    /// Checks the spec. Returns warnings (e.g. for an even member count) when
-    /// it is acceptable, an [`Error::InvalidSpec`] naming the field when not.
-    pub fn validate(&self) -> Result<Vec<String>> {
+    /// Checks a member count alone, purely (no I/O): 1 to [`MAX_MEMBERS`]
+    /// is accepted, an even count with [`SpecWarning::EvenMembers`]; 0 and
+    /// more than [`MAX_MEMBERS`] are an [`Error::InvalidSpec`] (of
+    /// [`ErrorKind::Input`](crate::ErrorKind::Input)). [`EtcdClusterSpec::validate`]
+    /// runs the same check; topgun-core asks this before it plans anything.
+    pub fn check_members(members: usize) -> Result<Option<SpecWarning>> {
+        match members {
+            0 => Err(Error::spec("members", "at least 1 member is needed")),
+            n if n > MAX_MEMBERS => Err(Error::spec(
+                "members",
+                format!(
+                    "{n} members is more than etcd's recommended maximum of {MAX_MEMBERS}; use 3, 5 or 7"
+                ),
+            )),
+            n if n % 2 == 0 => Ok(Some(SpecWarning::EvenMembers { members: n })),
+            _ => Ok(None),
+        }
+    }
+
+    /// Checks the spec, purely. Returns warnings (e.g. for an even member
+    /// count) when it is acceptable, an [`Error::InvalidSpec`] naming the
+    /// field when not.
+    pub fn validate(&self) -> Result<Vec<SpecWarning>> {
         let mut warnings = Vec::new();
         validate_cluster_name(&self.cluster)?;
-        match self.members {
-            0 => return Err(Error::spec("members", "at least 1 member is needed")),
-            n if n > MAX_MEMBERS => {
-                return Err(Error::spec(
-                    "members",
-                    format!("{n} members is more than etcd's recommended maximum of {MAX_MEMBERS}; use 3, 5 or 7"),
-                ));
-            }
-            n if n % 2 == 0 => warnings.push(format!(
-                "{n} etcd members need a quorum of {} and tolerate {} failure(s), the same as {}; use an odd count",
-                n / 2 + 1,
-                (n - 1) / 2,
-                n - 1
-            )),
-            _ => {}
-        }
+        warnings.extend(Self::check_members(self.members)?);
         if let Some(token) = &self.token {
             if token.is_empty() || token.len() > 128 {
                 return Err(Error::spec("token", "must be 1 to 128 characters long"));
@@ -234,9 +250,7 @@ impl EtcdClusterSpec {
         }
         match self.quota_backend_bytes {
             Some(0) => return Err(Error::spec("quota", "must be more than 0 bytes")),
-            Some(q) if q > QUOTA_WARN => warnings.push(format!(
-                "a backend quota of {q} bytes is above the 8 GiB etcd recommends"
-            )),
+            Some(q) if q > QUOTA_WARN => warnings.push(SpecWarning::LargeQuota { bytes: q }),
             _ => {}
         }
         if !self.addresses.is_empty() {
@@ -264,12 +278,57 @@ impl EtcdClusterSpec {
             }
         }
         if !self.tls {
-            warnings.push(
-                "TLS is off: any client that reaches the etcd ports can read and write everything"
-                    .to_owned(),
-            );
+            warnings.push(SpecWarning::TlsOff);
         }
         Ok(warnings)
+    }
+}
+
+/// Something acceptable in a spec that the user should know about; its
+/// `Display` is the message, with the fix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SpecWarning {
+    /// An even member count: it needs a larger quorum than the odd count
+    /// below it and tolerates no more failures.
+    EvenMembers {
+        /// The member count.
+        members: usize,
+    },
+    /// A backend quota above the 8 GiB etcd recommends.
+    LargeQuota {
+        /// The quota in bytes.
+        bytes: u64,
+    },
+    /// TLS is off: anyone who reaches the ports can read and write.
+    TlsOff,
+}
+
+impl std::fmt::Display for SpecWarning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SpecWarning::EvenMembers { members: n } => write!(
+                f,
+                "{n} etcd members need a quorum of {} and tolerate {} failure(s), the same as {}; use an odd count",
+                n / 2 + 1,
+                (n - 1) / 2,
+                n - 1
+            ),
+            SpecWarning::LargeQuota { bytes } => write!(
+                f,
+                "a backend quota of {bytes} bytes is above the 8 GiB etcd recommends"
+            ),
+            SpecWarning::TlsOff => f.write_str(
+                "TLS is off: any client that reaches the etcd ports can read and write everything",
+            ),
+        }
+    }
+}
+
+/// Serialized as its message, as plans show warnings.
+impl serde::Serialize for SpecWarning {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
     }
 }
 
@@ -316,12 +375,15 @@ mod tests {
     #[test]
     fn defaults_are_valid_without_warnings_but_tls_off_warns() {
         let spec = EtcdClusterSpec::new("demo");
-        assert_eq!(spec.validate().unwrap(), Vec::<String>::new());
+        assert_eq!(spec.validate().unwrap(), Vec::<SpecWarning>::new());
         assert!(spec.tls);
         assert_eq!(spec.members, 3);
         let warnings = spec.with_tls(false).validate().unwrap();
-        assert_eq!(warnings.len(), 1);
-        assert!(warnings[0].contains("TLS is off"), "{warnings:?}");
+        assert_eq!(warnings, [SpecWarning::TlsOff]);
+        assert!(
+            warnings[0].to_string().contains("TLS is off"),
+            "{warnings:?}"
+        );
     }
 
     #[test]
@@ -338,14 +400,18 @@ mod tests {
                 .with_members(n)
                 .validate()
                 .unwrap();
-            assert_eq!(w.len(), 1, "{n}");
-            assert!(w[0].contains("odd count"), "{w:?}");
+            assert_eq!(w, [SpecWarning::EvenMembers { members: n }], "{n}");
+            assert!(w[0].to_string().contains("odd count"), "{w:?}");
         }
         let w = EtcdClusterSpec::new("c")
             .with_members(4)
             .validate()
             .unwrap();
-        assert!(w[0].contains("quorum of 3 and tolerate 1 failure"), "{w:?}");
+        assert!(
+            w[0].to_string()
+                .contains("quorum of 3 and tolerate 1 failure"),
+            "{w:?}"
+        );
         for n in [0, 8, 9] {
             let err = EtcdClusterSpec::new("c")
                 .with_members(n)
@@ -429,7 +495,31 @@ mod tests {
             .with_quota_backend_bytes(16 * 1024 * 1024 * 1024)
             .validate()
             .unwrap();
-        assert!(w[0].contains("8 GiB"), "{w:?}");
+        assert!(w[0].to_string().contains("8 GiB"), "{w:?}");
+    }
+
+    /// The member limit is checked purely, by the same function core asks,
+    /// and refuses 8 and 9 as the user's input.
+    #[test]
+    fn member_limit_is_checked_without_io() {
+        assert_eq!(MAX_MEMBERS, 7);
+        assert_eq!(EtcdClusterSpec::check_members(7).unwrap(), None);
+        assert_eq!(
+            EtcdClusterSpec::check_members(6).unwrap(),
+            Some(SpecWarning::EvenMembers { members: 6 })
+        );
+        for n in [0, MAX_MEMBERS + 1, 9] {
+            let err = EtcdClusterSpec::check_members(n).unwrap_err();
+            assert_eq!(err.kind(), crate::ErrorKind::Input, "{err}");
+            assert!(matches!(
+                err,
+                Error::InvalidSpec {
+                    field: "members",
+                    ..
+                }
+            ));
+        }
+        assert!(DEFAULT_IMAGE.ends_with(":v3.5.21"));
     }
 
     #[test]

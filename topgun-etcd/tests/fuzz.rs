@@ -16,8 +16,7 @@ use std::sync::OnceLock;
 
 use harness::{Outcome, PemKey, embed_key, fuzz, mutate, no_key_in, noise, pem_key, tokens};
 use proptest::prelude::*;
-use topgun_etcd::client::normalize_endpoint;
-use topgun_etcd::{ClientTls, EtcdClusterSpec};
+use topgun_etcd::{ClientTls, EtcdClusterSpec, normalize_endpoint};
 use topgun_tls::KeyPem;
 
 const ENDPOINT_WORDS: &[&str] = &[

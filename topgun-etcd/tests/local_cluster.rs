@@ -544,27 +544,16 @@ async fn https_get(
 ) -> Result<String, String> {
     use std::sync::Arc;
 
-    use rustls_pki_types::pem::PemObject;
-    use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    use rustls_pki_types::ServerName;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use topgun_tls::{ClientCert, ClientIdentity, ServerTrust, client_config, verify::Roots};
 
     let authority = url.strip_prefix("https://").expect("an https URL");
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let certs = CertificateDer::pem_slice_iter(identity.0.as_bytes())
-        .collect::<Result<Vec<_>, _>>()
-        .unwrap();
-    let key = PrivateKeyDer::from_pem_slice(identity.1.as_bytes()).unwrap();
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_client_auth_cert(certs, key)
-    .unwrap();
+    let roots = Roots::from_pem_or_der(ca_pem.as_bytes(), "the CA").unwrap();
+    let identity =
+        ClientIdentity::from_pem(identity.0.as_bytes(), identity.1.as_bytes(), "client").unwrap();
+    let config =
+        client_config(ServerTrust::Roots(&roots), ClientCert::Identity(&identity)).unwrap();
     let exchange = async {
         let tcp = tokio::net::TcpStream::connect(authority)
             .await

@@ -24,16 +24,17 @@ use std::time::Duration;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::{ClientSessionStore, ResolvesClientCert, Resumption};
-use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
-use rustls::{ClientConfig, DigitallySignedStruct, NamedGroup, SignatureScheme};
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::crypto::WebPkiSupportedAlgorithms;
+use rustls::{DigitallySignedStruct, NamedGroup, SignatureScheme};
+use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio_rustls::TlsConnector;
 
+pub use crate::client::ClientIdentity;
+use crate::client::{ClientCert, ServerTrust, client_config, provider};
 use crate::inspect::{CertInfo, inspect_chain};
 use crate::verify::{Assessment, CheckOptions, FixContext, Problem, ProblemKind, Purpose, Roots};
 use crate::{Error, Result};
@@ -195,69 +196,6 @@ pub fn parse_connect_to(input: &str, default_port: u16) -> Result<SocketAddr> {
     })
 }
 
-/// A client certificate chain and its private key.
-pub struct ClientIdentity {
-    chain: Vec<CertificateDer<'static>>,
-    key: PrivateKeyDer<'static>,
-}
-
-impl Clone for ClientIdentity {
-    fn clone(&self) -> Self {
-        ClientIdentity {
-            chain: self.chain.clone(),
-            key: self.key.clone_key(),
-        }
-    }
-}
-
-impl fmt::Debug for ClientIdentity {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ClientIdentity")
-            .field("certificates", &self.chain.len())
-            .field("key", &"<redacted>")
-            .finish()
-    }
-}
-
-impl ClientIdentity {
-    /// Loads a PEM certificate chain and a PEM private key (PKCS#8, SEC1 or
-    /// PKCS#1). `what` names them in errors.
-    pub fn from_pem(cert_pem: &[u8], key_pem: &[u8], what: &str) -> Result<Self> {
-        let chain = CertificateDer::pem_slice_iter(cert_pem)
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(|e| {
-                Error::parse(format!("{what} certificate"), crate::redact::pem_error(&e))
-            })?;
-        if chain.is_empty() {
-            return Err(Error::parse(
-                format!("{what} certificate"),
-                "no CERTIFICATE block",
-            ));
-        }
-        let key = PrivateKeyDer::from_pem_slice(key_pem)
-            .map_err(|e| Error::parse(format!("{what} key"), crate::redact::pem_error(&e)))?;
-        let identity = ClientIdentity { chain, key };
-        identity.signing_key()?;
-        Ok(identity)
-    }
-
-    /// The certificate chain, leaf first.
-    pub fn chain(&self) -> &[CertificateDer<'static>] {
-        &self.chain
-    }
-
-    fn signing_key(&self) -> Result<Arc<rustls::sign::CertifiedKey>> {
-        let key = provider()
-            .key_provider
-            .load_private_key(self.key.clone_key())
-            .map_err(|e| Error::Config(format!("client key: {e}")))?;
-        Ok(Arc::new(rustls::sign::CertifiedKey::new(
-            self.chain.clone(),
-            key,
-        )))
-    }
-}
-
 /// What to inspect and how.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -411,16 +349,15 @@ pub async fn inspect_endpoint(opts: &EndpointOptions) -> Result<EndpointReport> 
         sent: AtomicBool::new(false),
     });
     let tickets = Arc::new(TicketSignal::default());
-    let mut config = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| Error::Config(e.to_string()))?
-        .dangerous()
-        .with_custom_certificate_verifier(capture.clone())
-        .with_client_cert_resolver(client_auth.clone());
+    let mut config = client_config(
+        ServerTrust::Verifier(capture.clone()),
+        ClientCert::Resolver(client_auth.clone()),
+    )?;
     config.resumption = Resumption::store(tickets.clone());
     let connector = TlsConnector::from(Arc::new(config));
 
     let mut handshake_error = None;
+    let mut handshake_source = None;
     let mut tls_version = None;
     let mut cipher_suite = None;
     let handshake = tokio::time::timeout(opts.timeout, connector.connect(server_name, tcp)).await;
@@ -444,7 +381,10 @@ pub async fn inspect_endpoint(opts: &EndpointOptions) -> Result<EndpointReport> 
             }
             let _ = tokio::time::timeout(Duration::from_millis(200), stream.shutdown()).await;
         }
-        Ok(Err(e)) => handshake_error = Some(e.to_string()),
+        Ok(Err(e)) => {
+            handshake_error = Some(e.to_string());
+            handshake_source = Some(e);
+        }
         Err(_) => handshake_error = Some(format!("timed out after {:?}", opts.timeout)),
     }
     let chain = capture.chain.lock().expect("not poisoned").take();
@@ -460,6 +400,7 @@ pub async fn inspect_endpoint(opts: &EndpointOptions) -> Result<EndpointReport> 
         return Err(Error::Handshake {
             target: connected_to.to_string(),
             reason,
+            source: handshake_source,
         });
     };
     let certificates = inspect_chain(&chain)?;
@@ -512,10 +453,6 @@ pub async fn inspect_endpoint(opts: &EndpointOptions) -> Result<EndpointReport> 
         certificates,
         check,
     })
-}
-
-fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
 }
 
 fn version_name(v: rustls::ProtocolVersion) -> String {

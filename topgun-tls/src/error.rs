@@ -1,6 +1,38 @@
-//! The one error type of topgun-tls.
+//! The one error type of topgun-tls, and [`ErrorKind`], the question every
+//! topgun error answers.
 
 use std::path::PathBuf;
+
+/// Whose problem an error is: the user's input, an operation that failed,
+/// or a bug. Every topgun library error answers this through its `kind()`
+/// method (topgun-etcd re-exports this type), and the CLI turns it into
+/// its exit status ([`ErrorKind::exit_code`]).
+///
+/// Exhaustive on purpose: callers match all three.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// The user gave something wrong: a bad flag value, a bad file, a bad
+    /// name. The message names the fix. Exit status 2.
+    Input,
+    /// An operation failed: an unreachable endpoint, a handshake failure, a
+    /// timeout, an unhealthy cluster. Trying again (or fixing the
+    /// environment) may help. Exit status 1.
+    Failed,
+    /// An internal invariant broke: a bug in topgun. Exit status 70
+    /// (`EX_SOFTWARE` of sysexits.h).
+    Bug,
+}
+
+impl ErrorKind {
+    /// The process exit status for this kind: 2, 1 or 70.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            ErrorKind::Input => 2,
+            ErrorKind::Failed => 1,
+            ErrorKind::Bug => 70,
+        }
+    }
+}
 
 /// Everything that can go wrong in topgun-tls.
 ///
@@ -87,12 +119,34 @@ pub enum Error {
     Handshake {
         /// The address dialled.
         target: String,
-        /// rustls' reason.
+        /// rustls' reason, in words.
         reason: String,
+        /// The handshake's error, when there was one (not for a server
+        /// that presented no certificate without an error).
+        #[source]
+        source: Option<std::io::Error>,
     },
-    /// TLS configuration (keys, roots, verifiers) could not be built.
-    #[error("TLS configuration: {0}")]
-    Config(String),
+    /// TLS material given by the user (a client key, a certificate) is
+    /// unusable for a TLS configuration.
+    #[error("TLS configuration: {what}: {source}")]
+    Config {
+        /// What was refused ("client key", ...).
+        what: String,
+        /// rustls' reason.
+        #[source]
+        source: rustls::Error,
+    },
+    /// Something that cannot fail with topgun's fixed choices did (the
+    /// ring provider's protocol versions, a verifier over a non-empty root
+    /// store): a bug.
+    #[error("internal error: {what}: {source}")]
+    Internal {
+        /// What was being built.
+        what: &'static str,
+        /// The underlying error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
+    },
     /// A kubeconfig is unusable as written.
     #[error("kubeconfig {source_name}: {problem}")]
     Kubeconfig {
@@ -169,11 +223,19 @@ impl Error {
                 target: scrub(&target),
                 source,
             },
-            Error::Handshake { target, reason } => Error::Handshake {
+            Error::Handshake {
+                target,
+                reason,
+                source,
+            } => Error::Handshake {
                 target: scrub(&target),
                 reason: scrub(&reason),
+                source,
             },
-            Error::Config(message) => Error::Config(scrub(&message)),
+            Error::Config { what, source } => Error::Config {
+                what: scrub(&what),
+                source,
+            },
             Error::Kubeconfig {
                 source_name,
                 problem,
@@ -181,7 +243,45 @@ impl Error {
                 source_name,
                 problem: scrub(&problem),
             },
-            other @ (Error::Generate(_) | Error::Io { .. } | Error::AlreadyExists { .. }) => other,
+            other @ (Error::Generate(_)
+            | Error::Io { .. }
+            | Error::AlreadyExists { .. }
+            | Error::Internal { .. }) => other,
+        }
+    }
+
+    /// Whose problem this is: [`ErrorKind::Input`] for refused input
+    /// (names, files, targets, kubeconfigs, existing files without
+    /// `--force`), [`ErrorKind::Failed`] for failed operations (network,
+    /// handshake, deadlines, writes), [`ErrorKind::Bug`] for broken
+    /// invariants (certificate generation from checked parameters,
+    /// internal TLS setup).
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::InvalidSan { .. }
+            | Error::Parse { .. }
+            | Error::AlreadyExists { .. }
+            | Error::InvalidTarget { .. }
+            | Error::Config { .. }
+            | Error::Kubeconfig { .. } => ErrorKind::Input,
+            // A file the user named that cannot be read is bad input; a
+            // write that fails is a failed operation.
+            Error::Io { action, .. } if action.starts_with("cannot read") => ErrorKind::Input,
+            Error::Io { .. }
+            | Error::Timeout { .. }
+            | Error::Network { .. }
+            | Error::Handshake { .. } => ErrorKind::Failed,
+            Error::Generate(_) | Error::Internal { .. } => ErrorKind::Bug,
+        }
+    }
+
+    pub(crate) fn internal(
+        what: &'static str,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Error::Internal {
+            what,
+            source: Box::new(source),
         }
     }
 
@@ -195,3 +295,32 @@ impl Error {
 
 /// `Result` with [`enum@Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+
+    #[test]
+    fn broken_invariants_are_bugs_and_keep_their_cause() {
+        let err = Error::internal("a verifier", std::io::Error::other("broken"));
+        assert_eq!(err.kind(), ErrorKind::Bug);
+        let source = err.source().expect("the cause is kept");
+        // The boxed cause itself, not the box, so that it can be downcast.
+        assert!(source.downcast_ref::<std::io::Error>().is_some());
+        assert_eq!(err.to_string(), "internal error: a verifier: broken");
+    }
+
+    #[test]
+    fn refused_tls_material_is_input_with_rustls_reason() {
+        let err = Error::Config {
+            what: "client key".into(),
+            source: rustls::Error::General("unsupported key".into()),
+        };
+        assert_eq!(err.kind(), ErrorKind::Input);
+        assert!(err.source().unwrap().is::<rustls::Error>());
+        // Scrubbing keeps the cause.
+        assert!(err.scrub_pem().source().is_some());
+    }
+}

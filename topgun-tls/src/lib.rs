@@ -2,10 +2,11 @@
 //!
 //! Certificates with the right names for k3s clusters.
 //!
-//! - [`san`]: parse `--tls-san` input with errors that show the fix, and match
-//!   a host against a certificate's SANs the way RFC 6125 (and kubectl) does.
-//! - [`generate`]: a CA and server, peer and client certificates (ECDSA
-//!   P-256), purely in memory.
+//! - SANs: [`parse_san_list`] reads `--tls-san` input with errors that show
+//!   the fix; [`San::covers`] matches a host against a certificate's SANs the
+//!   way RFC 6125 (and kubectl) does.
+//! - Generation: a [`CertificateAuthority`] and server, peer and client
+//!   certificates ([`LeafParams`], ECDSA P-256), purely in memory.
 //! - [`write`](mod@write): put them on disk, keys with mode 0600.
 //! - [`inspect`]: what a PEM or DER file or bundle holds: subject, issuer,
 //!   serial, validity and days left, SANs (DNS and IP), key algorithm, CA
@@ -16,6 +17,13 @@
 //!   against a CA, and explain a name that is not covered with fixes.
 //! - [`kubeconfig`]: check a kubeconfig's server exactly as kubectl would
 //!   connect to it, client certificate included.
+//! - [`client_config`]: the one rustls client configuration every topgun
+//!   crate uses (ring, TLS 1.2 and 1.3, roots or a custom verifier, an
+//!   optional client certificate).
+//! - [`ErrorKind`]: whether an error is the user's input, a failed
+//!   operation or a bug ([`Error::kind`]).
+//! - `testing` (feature `testing`): helpers for tests and benchmarks, such
+//!   as an `openssl s_server` on loopback.
 //!
 //! TLS always uses rustls with the *ring* provider, passed explicitly; the
 //! process-wide default provider is never relied upon. Every network step has
@@ -33,20 +41,29 @@
 //! # Ok::<(), topgun_tls::Error>(())
 //! ```
 
+#![warn(unreachable_pub)]
+
+mod client;
 pub mod endpoint;
-pub mod error;
-pub mod generate;
+mod error;
+mod generate;
 pub mod inspect;
 pub mod kubeconfig;
 pub mod read;
 pub mod redact;
-pub mod san;
+mod san;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod verify;
 pub mod write;
 
+pub use client::{ClientCert, ClientIdentity, ServerTrust, client_config};
 pub use endpoint::{EndpointOptions, EndpointReport, EndpointTarget, inspect_endpoint};
-pub use error::{Error, Result};
-pub use generate::{CaParams, CertUsage, CertificateAuthority, CertifiedKey, KeyPem, LeafParams};
+pub use error::{Error, ErrorKind, Result};
+pub use generate::{
+    CaParams, CertUsage, CertificateAuthority, CertifiedKey, DEFAULT_CA_VALIDITY,
+    DEFAULT_LEAF_VALIDITY, KeyPem, LeafParams,
+};
 pub use inspect::{CertInfo, SanNames, inspect_pem_or_der};
 pub use kubeconfig::{Kubeconfig, KubeconfigCheck, check_kubeconfig};
 pub use san::{San, covered_by, parse_san, parse_san_list, san_warnings};

@@ -192,7 +192,7 @@ pub fn verify_chain(chain: &[CertInfo], roots: &Roots, purpose: Purpose) -> Resu
                 let verifier =
                     WebPkiServerVerifier::builder_with_provider(roots.store(), provider.clone())
                         .build()
-                        .map_err(|e| Error::Config(e.to_string()))?;
+                        .map_err(|e| Error::internal("a verifier over checked roots", e))?;
                 verifier
                     .verify_server_cert(leaf.der(), &intermediates, &server_name, &[], at)
                     .map(|_| ())
@@ -201,7 +201,7 @@ pub fn verify_chain(chain: &[CertInfo], roots: &Roots, purpose: Purpose) -> Resu
                 let verifier =
                     WebPkiClientVerifier::builder_with_provider(roots.store(), provider.clone())
                         .build()
-                        .map_err(|e| Error::Config(e.to_string()))?;
+                        .map_err(|e| Error::internal("a verifier over checked roots", e))?;
                 verifier
                     .verify_client_cert(leaf.der(), &intermediates, at)
                     .map(|_| ())

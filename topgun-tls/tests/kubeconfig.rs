@@ -222,7 +222,8 @@ async fn a_server_requiring_client_certificates_refuses_a_user_without_one() {
         &pki.path("server.crt"),
         &pki.path("server.key"),
         &["-Verify", "1", "-verify_return_error", "-CAfile", ca],
-    );
+    )
+    .expect("openssl s_server");
     let openssl12 = OpensslServer::start(
         &pki.path("server.crt"),
         &pki.path("server.key"),
@@ -234,7 +235,8 @@ async fn a_server_requiring_client_certificates_refuses_a_user_without_one() {
             ca,
             "-tls1_2",
         ],
-    );
+    )
+    .expect("openssl s_server");
     for addr in [rustls.addr, openssl13.addr(), openssl12.addr()] {
         let mut entry = Entry::new(format!("https://127.0.0.1:{}", addr.port()), &pki);
         let with = entry.check(None).await;

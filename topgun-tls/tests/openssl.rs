@@ -219,7 +219,8 @@ async fn inspects_an_openssl_made_chain_served_by_openssl() {
         &dir.path().join("server.crt"),
         &dir.path().join("server.key"),
         &["-cert_chain", dir.path().join("ca.crt").to_str().unwrap()],
-    );
+    )
+    .expect("openssl s_server");
     let roots = Roots::from_file(&dir.path().join("ca.crt")).unwrap();
     let report = inspect_endpoint(
         &EndpointOptions::new(EndpointTarget::new("api.example.test", 443))
@@ -237,7 +238,7 @@ async fn inspects_an_openssl_made_chain_served_by_openssl() {
 
     // Same server, a name it does not carry.
     let report = inspect_endpoint(
-        &EndpointOptions::new(EndpointTarget::new("127.0.0.1", server.port))
+        &EndpointOptions::new(EndpointTarget::new("127.0.0.1", server.port()))
             .with_name("other.example.test")
             .with_roots(roots),
     )
@@ -254,9 +255,10 @@ async fn inspects_a_tls12_only_server() {
         &pki.path("server.crt"),
         &pki.path("server.key"),
         &["-tls1_2"],
-    );
+    )
+    .expect("openssl s_server");
     let report = inspect_endpoint(
-        &EndpointOptions::new(EndpointTarget::new("127.0.0.1", server.port))
+        &EndpointOptions::new(EndpointTarget::new("127.0.0.1", server.port()))
             .with_roots(pki.roots()),
     )
     .await
@@ -286,8 +288,9 @@ async fn openssl_requiring_client_certificates() {
                 s(&ca),
                 version,
             ],
-        );
-        let opts = || EndpointOptions::new(EndpointTarget::new("127.0.0.1", server.port));
+        )
+        .expect("openssl s_server");
+        let opts = || EndpointOptions::new(EndpointTarget::new("127.0.0.1", server.port()));
 
         let none = inspect_endpoint(&opts()).await.unwrap();
         assert!(none.client_auth_requested, "{version}");

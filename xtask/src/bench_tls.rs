@@ -8,12 +8,11 @@
 //! Both are built with `--release` unless `--dev` is given. Figures are
 //! medians and 90th percentiles over many iterations.
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use topgun_tls::testing::OpensslServer;
 
 use crate::setup;
 
@@ -89,8 +88,9 @@ pub fn run(args: BenchTlsArgs) -> anyhow::Result<()> {
     if !status.success() {
         bail!("topgun tls gen failed ({status})");
     }
-    let server = OpensslServer::start(&pki.join("server.crt"), &pki.join("server.key"))?;
-    let target = format!("127.0.0.1:{}", server.port);
+    let server = OpensslServer::start(&pki.join("server.crt"), &pki.join("server.key"), &[])
+        .context("openssl is needed for this benchmark: run `cargo xtask setup`")?;
+    let target = format!("127.0.0.1:{}", server.port());
     let ca = pki.join("ca.crt");
     let inspect = || -> anyhow::Result<Duration> {
         let started = Instant::now();
@@ -135,58 +135,4 @@ pub fn run(args: BenchTlsArgs) -> anyhow::Result<()> {
 
 fn verdict(ok: bool) -> &'static str {
     if ok { "met" } else { "MISSED" }
-}
-
-/// `openssl s_server` on 127.0.0.1, killed on drop.
-struct OpensslServer {
-    port: u16,
-    child: Child,
-}
-
-impl Drop for OpensslServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl OpensslServer {
-    fn start(cert: &Path, key: &Path) -> anyhow::Result<Self> {
-        for _ in 0..5 {
-            let port = std::net::TcpListener::bind("127.0.0.1:0")?
-                .local_addr()?
-                .port();
-            let mut child = Command::new("openssl")
-                .arg("s_server")
-                .args(["-accept", &format!("127.0.0.1:{port}")])
-                .arg("-cert")
-                .arg(cert)
-                .arg("-key")
-                .arg(key)
-                .arg("-ign_eof")
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::null())
-                .spawn()
-                .context("openssl is needed for this benchmark: run `cargo xtask setup`")?;
-            let stdout = child.stdout.take().context("stdout")?;
-            let (tx, rx) = std::sync::mpsc::channel();
-            // Drain stdout for the whole run so that s_server never blocks.
-            std::thread::spawn(move || {
-                let mut sent = false;
-                for line in BufReader::new(stdout).lines() {
-                    let Ok(line) = line else { break };
-                    if !sent && line.trim() == "ACCEPT" {
-                        let _ = tx.send(());
-                        sent = true;
-                    }
-                }
-            });
-            let server = OpensslServer { port, child };
-            if rx.recv_timeout(Duration::from_secs(5)).is_ok() {
-                return Ok(server);
-            }
-        }
-        bail!("openssl s_server did not start")
-    }
 }

@@ -8,10 +8,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::bail;
-use topgun_core::spec::{
-    ApiEndpoint, ClusterName, EtcdDatastore, ExternalDatastore, Filtered, SanList, Timeouts, Token,
+use topgun_core::{
+    ApiEndpoint, Cluster, ClusterName, ClusterSpec, CreateOptions, Datastore, EtcdDatastore, Event,
+    ExternalDatastore, Filtered, SanList, Timeouts, Token,
 };
-use topgun_core::{ClusterSpec, CreateOptions, Datastore, Event};
 
 use super::{EXIT_SUCCESS, Failed};
 use crate::cli::cluster::{CreateArgs, DatastoreKind};
@@ -31,7 +31,7 @@ pub(crate) fn core_error(e: topgun_core::Error) -> anyhow::Error {
 
 /// Connects to Docker; failing to is a failed operation (exit 1).
 pub(crate) async fn docker() -> anyhow::Result<topgun_core::bollard::Docker> {
-    topgun_core::docker::connect().await.map_err(core_error)
+    topgun_core::connect().await.map_err(core_error)
 }
 
 /// Builds the spec: the config file (if any), then every flag given.
@@ -222,7 +222,7 @@ pub(crate) fn progress(global: &GlobalArgs) -> Option<topgun_core::Progress> {
 pub async fn run(args: CreateArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let spec = spec(&args)?;
     for warning in spec.warnings() {
-        output::warn(&warning);
+        output::warn(&warning.to_string());
     }
     let docker = docker().await?;
     let mut options = CreateOptions::new();
@@ -230,7 +230,7 @@ pub async fn run(args: CreateArgs, global: &GlobalArgs) -> anyhow::Result<ExitCo
         options = options.progress(p);
     }
     if !args.no_kubeconfig {
-        let files = topgun_core::kubeconfig::default_files().map_err(core_error)?;
+        let files = topgun_core::default_kubeconfig_files().map_err(core_error)?;
         options = options.merge_kubeconfig_files(files, args.switch_context);
     }
     let started = Instant::now();
@@ -241,16 +241,19 @@ pub async fn run(args: CreateArgs, global: &GlobalArgs) -> anyhow::Result<ExitCo
         interrupted().await;
         tokio::spawn(rollback_notice(name));
     };
-    let created = topgun_core::runtime::create_until(&docker, &spec, &options, cancel).await;
-    let created = created.map_err(|e| match e {
+    let cluster = Cluster::create_until(docker, &spec, &options, cancel).await;
+    let cluster = cluster.map_err(|e| match e {
         topgun_core::Error::Cancelled if !spec.no_rollback => Failed(anyhow::anyhow!(
             "interrupted; everything this create had made was removed"
         ))
         .into(),
         e => core_error(e),
     })?;
+    let Some(created) = cluster.created() else {
+        anyhow::bail!("internal error: the create returned no report");
+    };
     match args.output {
-        OutputFormat::Json => output::json(&created)?,
+        OutputFormat::Json => output::json(created)?,
         OutputFormat::Text => {
             output::result(&format!(
                 "created cluster {} in {:.1}s: {} nodes, API at {}",

@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use topgun_core::lifecycle::{DeleteOptions, DeleteTarget};
+use topgun_core::{Cluster, DeleteOptions};
 
 use super::EXIT_SUCCESS;
 use super::create::{core_error, docker};
@@ -14,18 +14,26 @@ use crate::output;
 /// Runs `topgun delete`.
 pub async fn run(args: DeleteArgs, _global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let docker = docker().await?;
-    let targets: Vec<DeleteTarget> = if args.all {
-        vec![DeleteTarget::All]
+    let targets: Vec<Option<&String>> = if args.all {
+        vec![None]
     } else {
-        args.names.iter().cloned().map(DeleteTarget::Name).collect()
+        args.names.iter().map(Some).collect()
     };
-    for target in &targets {
-        let deleted = topgun_core::lifecycle::delete(&docker, target, &DeleteOptions::new())
-            .await
-            .map_err(core_error)?;
+    for target in targets {
+        let options = DeleteOptions::new();
+        let deleted = match target {
+            // Deleting what does not exist (or only half exists) succeeds.
+            Some(name) => {
+                Cluster::named(docker.clone(), name)
+                    .delete_with(&options)
+                    .await
+            }
+            None => Cluster::delete_all(&docker, &options).await,
+        }
+        .map_err(core_error)?;
         let what = match target {
-            DeleteTarget::Name(name) => name.clone(),
-            DeleteTarget::All => "all clusters".to_owned(),
+            Some(name) => name.clone(),
+            None => "all clusters".to_owned(),
         };
         if deleted.removed.count() == 0 && deleted.kubeconfig_entries.is_empty() {
             output::result(&format!("{what}: nothing to delete"));

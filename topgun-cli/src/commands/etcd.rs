@@ -5,9 +5,9 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use serde::Serialize;
-use topgun_core::lifecycle::EtcdAccess;
-use topgun_etcd::health::{HealthChange, KeyListing, hex_id};
+use topgun_core::{Cluster, EtcdAccess};
 use topgun_etcd::{Checker, ClientConfig, ClientTls, HealthReport, WriteProbe};
+use topgun_etcd::{HealthChange, KeyListing, hex_id};
 
 use super::{EXIT_FAILURE, EXIT_SUCCESS, Failed};
 use crate::cli::etcd::{ConnectArgs, EtcdArgs, EtcdCommand, KeysArgs, StatusArgs};
@@ -35,8 +35,8 @@ pub async fn run(args: EtcdArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode
 /// The etcd of a topgun cluster: its members (found through Docker) and
 /// topgun's client certificate, read back from a member.
 async fn cluster_access(name: &str) -> anyhow::Result<EtcdAccess> {
-    let docker = topgun_core::docker::connect().await?;
-    Ok(topgun_core::lifecycle::etcd_access(&docker, name).await?)
+    let docker = topgun_core::connect().await?;
+    Ok(Cluster::named(docker, name).etcd_access().await?)
 }
 
 /// Builds one client per member. Bad endpoints or unreadable certificate

@@ -5,9 +5,7 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use topgun_core::import::{ImportOptions, ImportWhen, Imported};
-use topgun_core::spec::NodeFilter;
-use topgun_core::{Event, Progress};
+use topgun_core::{Cluster, Event, ImportOptions, ImportWhen, Imported, NodeFilter, Progress};
 
 use super::create::{core_error, docker, interrupted};
 use super::list::table;
@@ -44,7 +42,7 @@ fn render(imported: &Imported) -> String {
     let mut out = format!(
         "imported {} ({}) into cluster {} in {:.1}s: {now} node{} now",
         names.join(", "),
-        topgun_core::progress::megabytes(imported.bytes),
+        imported.size(),
         imported.cluster,
         imported.elapsed.as_secs_f64(),
         if now == 1 { "" } else { "s" },
@@ -84,8 +82,9 @@ async fn import(args: ImportArgs, global: &GlobalArgs) -> anyhow::Result<ExitCod
         options = options.progress(p);
     }
     let docker = docker().await?;
+    let cluster = Cluster::named(docker, &args.cluster);
     let imported = tokio::select! {
-        r = topgun_core::import::import_images(&docker, &args.cluster, &args.images, &options) => {
+        r = cluster.import_images(&args.images, &options) => {
             r.map_err(core_error)?
         }
         () = interrupted() => {

@@ -2,6 +2,8 @@
 
 use std::process::ExitCode;
 
+use topgun_core::Cluster;
+
 use super::EXIT_SUCCESS;
 use super::create::{core_error, docker};
 use crate::cli::GlobalArgs;
@@ -13,7 +15,8 @@ pub async fn run(args: KubeconfigArgs, _global: &GlobalArgs) -> anyhow::Result<E
     let docker = docker().await?;
     match args.command {
         KubeconfigCommand::Get { name } => {
-            let kubeconfig = topgun_core::lifecycle::kubeconfig(&docker, &name)
+            let kubeconfig = Cluster::named(docker, &name)
+                .kubeconfig()
                 .await
                 .map_err(core_error)?;
             output::result(kubeconfig.expose().trim_end());
@@ -23,15 +26,16 @@ pub async fn run(args: KubeconfigArgs, _global: &GlobalArgs) -> anyhow::Result<E
             kubeconfig,
             switch_context,
         } => {
-            let yaml = topgun_core::lifecycle::kubeconfig(&docker, &name)
+            let yaml = Cluster::named(docker, &name)
+                .kubeconfig()
                 .await
                 .map_err(core_error)?;
             let files = match kubeconfig {
                 Some(p) => vec![p],
-                None => topgun_core::kubeconfig::default_files().map_err(core_error)?,
+                None => topgun_core::default_kubeconfig_files().map_err(core_error)?,
             };
-            let path = topgun_core::kubeconfig::merge_into(&files, &yaml, switch_context)
-                .map_err(core_error)?;
+            let path =
+                topgun_core::merge_kubeconfig(&files, &yaml, switch_context).map_err(core_error)?;
             output::result(&format!(
                 "merged context topgun-{name} into {}{}",
                 path.display(),

@@ -2,6 +2,8 @@
 
 use std::process::ExitCode;
 
+use topgun_core::{Cluster, Engine};
+
 use super::EXIT_SUCCESS;
 use super::create::{core_error, docker};
 use crate::cli::cluster::ListArgs;
@@ -25,18 +27,13 @@ struct Unanswered {
 
 /// `topgun list --all-contexts`: every context's engine, asked at once.
 async fn all_contexts(args: &ListArgs) -> anyhow::Result<ExitCode> {
-    use topgun_core::engine;
-    let config = engine::config_dir(&|k| std::env::var(k).ok());
-    let mut names = vec!["default".to_owned()];
-    names.extend(engine::contexts(&config));
     let mut asks = tokio::task::JoinSet::new();
-    for (i, name) in names.into_iter().enumerate() {
-        let config = config.clone();
+    for (i, name) in Engine::contexts().into_iter().enumerate() {
         asks.spawn(async move {
             let ask = async {
-                let engine = engine::context_engine(&config, &name)?;
-                let docker = engine::connect(&engine).await?;
-                let clusters = topgun_core::lifecycle::list(&docker).await?;
+                let engine = Engine::of_context(&name)?;
+                let docker = engine.connect().await?;
+                let clusters = Cluster::list(&docker).await?;
                 Ok::<_, topgun_core::Error>((engine.url, clusters))
             };
             let answer = tokio::time::timeout(std::time::Duration::from_secs(30), ask).await;
@@ -100,9 +97,7 @@ pub async fn run(args: ListArgs, _global: &GlobalArgs) -> anyhow::Result<ExitCod
         return all_contexts(&args).await;
     }
     let docker = docker().await?;
-    let clusters = topgun_core::lifecycle::list(&docker)
-        .await
-        .map_err(core_error)?;
+    let clusters = Cluster::list(&docker).await.map_err(core_error)?;
     match args.output {
         OutputFormat::Json => output::json(&clusters)?,
         OutputFormat::Text => output::result(&render(&clusters)),
@@ -114,7 +109,7 @@ fn render(clusters: &[topgun_core::ClusterSummary]) -> String {
     if clusters.is_empty() {
         return "no clusters".to_owned();
     }
-    let count = |c: &topgun_core::lifecycle::Count| format!("{}/{}", c.running, c.total);
+    let count = |c: &topgun_core::Count| format!("{}/{}", c.running, c.total);
     let mut rows = vec![[
         "NAME".to_owned(),
         "STATE".to_owned(),

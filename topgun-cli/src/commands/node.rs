@@ -3,10 +3,10 @@
 
 use std::process::ExitCode;
 
-use topgun_core::lifecycle::NodeStatus;
-use topgun_core::runtime::nodes::{AddNodesOptions, DeleteNodeOptions, NodeObject};
-use topgun_core::runtime::start::{self, LifecycleOptions, NodeChange};
-use topgun_core::spec::Role;
+use topgun_core::{
+    AddNodesOptions, Cluster, DeleteNodeOptions, LifecycleOptions, NodeChange, NodeObject,
+    NodeStatus, Role,
+};
 
 use super::create::{core_error, docker, interrupted, progress};
 use super::list::table;
@@ -31,7 +31,8 @@ pub async fn run(args: NodeArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode
 
 async fn list(args: NodeListArgs) -> anyhow::Result<ExitCode> {
     let docker = docker().await?;
-    let nodes = topgun_core::lifecycle::nodes(&docker, &args.cluster)
+    let nodes = Cluster::named(docker, &args.cluster)
+        .nodes()
         .await
         .map_err(core_error)?;
     match args.output {
@@ -77,24 +78,20 @@ async fn add(args: NodeAddArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode>
     if let Some(p) = progress(global) {
         options = options.progress(p);
     }
-    let added = topgun_core::runtime::nodes::add_nodes_until(
-        &docker,
-        &args.cluster,
-        role,
-        args.count,
-        &options,
-        interrupted(),
-    )
-    .await
-    .map_err(|e| match e {
-        topgun_core::Error::Cancelled => Failed(anyhow::anyhow!(
-            "interrupted; everything this add had made was removed"
-        ))
-        .into(),
-        e => core_error(e),
-    })?;
+    let added = Cluster::open(docker, &args.cluster)
+        .await
+        .map_err(core_error)?
+        .add_nodes_until(role, args.count, &options, interrupted())
+        .await
+        .map_err(|e| match e {
+            topgun_core::Error::Cancelled => Failed(anyhow::anyhow!(
+                "interrupted; everything this add had made was removed"
+            ))
+            .into(),
+            e => core_error(e),
+        })?;
     for warning in &added.warnings {
-        output::warn(warning);
+        output::warn(&warning.to_string());
     }
     match args.output {
         OutputFormat::Json => output::json(&added)?,
@@ -129,12 +126,21 @@ async fn delete(args: NodeNamesArgs, global: &GlobalArgs) -> anyhow::Result<Exit
     if let Some(p) = progress(global) {
         options = options.progress(p);
     }
-    let deleted = topgun_core::runtime::nodes::delete_nodes(&docker, &args.nodes, &options)
+    let mut deleted = Vec::new();
+    for (cluster, nodes) in Cluster::of_nodes(&docker, &args.nodes)
         .await
-        .map_err(core_error)?;
+        .map_err(core_error)?
+    {
+        deleted.extend(
+            cluster
+                .delete_nodes(&nodes, &options)
+                .await
+                .map_err(core_error)?,
+        );
+    }
     for d in &deleted {
         for warning in &d.warnings {
-            output::warn(warning);
+            output::warn(&warning.to_string());
         }
     }
     match args.output {
@@ -171,9 +177,18 @@ async fn stop(args: NodeNamesArgs, global: &GlobalArgs) -> anyhow::Result<ExitCo
     if let Some(p) = progress(global) {
         options = options.progress(p);
     }
-    let changes = start::stop_nodes(&docker, &args.nodes, &options)
+    let mut changes = Vec::new();
+    for (cluster, nodes) in Cluster::of_nodes(&docker, &args.nodes)
         .await
-        .map_err(core_error)?;
+        .map_err(core_error)?
+    {
+        changes.extend(
+            cluster
+                .stop_nodes(&nodes, &options)
+                .await
+                .map_err(core_error)?,
+        );
+    }
     report_changes(&changes, args.output)
 }
 
@@ -190,12 +205,20 @@ async fn start_or_restart(
     if let Some(p) = progress(global) {
         options = options.progress(p);
     }
-    let changes = if restart {
-        start::restart_nodes(&docker, &args.nodes, &options).await
-    } else {
-        start::start_nodes(&docker, &args.nodes, &options).await
+    let mut changes = Vec::new();
+    for (cluster, nodes) in Cluster::of_nodes(&docker, &args.nodes)
+        .await
+        .map_err(core_error)?
+    {
+        changes.extend(
+            if restart {
+                cluster.restart_nodes(&nodes, &options).await
+            } else {
+                cluster.start_nodes(&nodes, &options).await
+            }
+            .map_err(core_error)?,
+        );
     }
-    .map_err(core_error)?;
     report_changes(&changes, args.output)
 }
 

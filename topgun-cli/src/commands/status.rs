@@ -4,9 +4,7 @@
 use std::process::ExitCode;
 
 use serde::Serialize;
-use topgun_core::ClusterStatus;
-use topgun_core::api::BackendState;
-use topgun_core::lifecycle::{ApiStatus, NodeStatus};
+use topgun_core::{ApiStatus, BackendState, Cluster, ClusterStatus, KubeconfigStatus, NodeStatus};
 
 use super::create::{core_error, docker};
 use super::list::table;
@@ -26,7 +24,7 @@ struct StatusJson<'a> {
     loadbalancer: Option<LoadBalancerJson<'a>>,
     etcd: Option<EtcdJson<'a>>,
     api: &'a ApiStatus,
-    kubeconfig: Option<&'a topgun_core::lifecycle::KubeconfigStatus>,
+    kubeconfig: Option<&'a KubeconfigStatus>,
 }
 
 #[derive(Serialize)]
@@ -171,7 +169,7 @@ fn render(s: &ClusterStatus) -> String {
             (Some(drift), _) => out.push_str(&format!("kubeconfig: DRIFT: {drift}\n")),
             (None, true) => out.push_str(&format!(
                 "kubeconfig: {} in {} matches the cluster\n",
-                topgun_core::kubeconfig::entry_name(&s.name),
+                topgun_core::kubeconfig_entry_name(&s.name),
                 k.path.display()
             )),
             (None, false) => out.push_str(&format!(
@@ -187,7 +185,8 @@ fn render(s: &ClusterStatus) -> String {
 /// Runs `topgun status`.
 pub async fn run(args: StatusArgs, _global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let docker = docker().await?;
-    let status = topgun_core::lifecycle::status(&docker, &args.name)
+    let status = Cluster::named(docker, &args.name)
+        .status()
         .await
         .map_err(core_error)?;
     match args.output {

@@ -37,7 +37,7 @@ async fn targets(
     all: bool,
 ) -> anyhow::Result<Vec<Cluster>> {
     let names: Vec<String> = if all {
-        topgun_core::lifecycle::list(docker)
+        Cluster::list(docker)
             .await
             .map_err(core_error)?
             .into_iter()

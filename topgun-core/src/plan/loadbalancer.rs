@@ -25,7 +25,7 @@ use super::{API_PORT, LB_STATS_PORT};
 
 /// A backend server of the load balancer.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Backend {
+pub(crate) struct Backend {
     /// The node's hostname (the name haproxy reports).
     pub name: String,
     /// Its static address.
@@ -33,12 +33,12 @@ pub struct Backend {
 }
 
 /// The haproxy backend that carries the Kubernetes API.
-pub const API_BACKEND: &str = "k3s-api";
+pub(crate) const API_BACKEND: &str = "k3s-api";
 
 /// Generates `haproxy.cfg`: the API on 6443 balanced over `servers` with
 /// active TCP checks, each port in `forwards` balanced over `nodes`, and a
 /// stats page on [`LB_STATS_PORT`] (`/stats;csv`).
-pub fn haproxy_config(
+pub(crate) fn haproxy_config(
     cluster: &str,
     servers: &[Backend],
     nodes: &[Backend],

@@ -6,10 +6,11 @@
 //! Nothing here talks to Docker, reads files or draws random numbers, so the
 //! plan is snapshot-tested.
 
-pub mod loadbalancer;
+pub(crate) mod loadbalancer;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
 
 use bollard::models::{
     ContainerCreateBody, EndpointIpamConfig, EndpointSettings, HostConfig,
@@ -26,26 +27,26 @@ use crate::images::ImageSet;
 use crate::labels;
 use crate::spec::{
     CgroupnsMode, ClusterRecord, ClusterSpec, Datastore, EndpointKind, NodeFilter, Protocol,
-    RECORD_PATH, Role, Subnet, Token,
+    RECORD_PATH, Role, Subnet, Timeouts, Token, Warning,
 };
 use crate::{Error, Result};
 
 /// Where k3s writes its kubeconfig (`K3S_KUBECONFIG_OUTPUT`), read back
 /// through the archive API.
-pub const KUBECONFIG_PATH: &str = "/output/kubeconfig.yaml";
+pub(crate) const KUBECONFIG_PATH: &str = "/output/kubeconfig.yaml";
 /// The API port inside servers and the load balancer.
-pub const API_PORT: u16 = 6443;
+pub(crate) const API_PORT: u16 = 6443;
 /// The haproxy stats port inside the load balancer.
-pub const LB_STATS_PORT: u16 = 8404;
+pub(crate) const LB_STATS_PORT: u16 = 8404;
 /// Where the load balancer's config goes (the official haproxy image's path).
-pub const LB_CONFIG_PATH: &str = "/usr/local/etc/haproxy/haproxy.cfg";
+pub(crate) const LB_CONFIG_PATH: &str = "/usr/local/etc/haproxy/haproxy.cfg";
 /// Where datastore TLS files go in servers.
-pub const DATASTORE_DIR: &str = "/etc/topgun/datastore";
+pub(crate) const DATASTORE_DIR: &str = "/etc/topgun/datastore";
 /// Where topgun's own etcd client certificate goes in etcd members, for
 /// `status` to read back (no local state file).
-pub const ETCD_CLIENT_DIR: &str = "/etc/topgun/etcd-client";
+pub(crate) const ETCD_CLIENT_DIR: &str = "/etc/topgun/etcd-client";
 /// Volumes the k3s image declares (and that topgun always mounts, labelled).
-pub const K3S_VOLUMES: &[&str] = &[
+pub(crate) const K3S_VOLUMES: &[&str] = &[
     "/var/lib/kubelet",
     "/var/lib/rancher/k3s",
     "/var/lib/cni",
@@ -53,22 +54,22 @@ pub const K3S_VOLUMES: &[&str] = &[
 ];
 /// Where k3s imports image tarballs from when it starts (the air-gap path);
 /// every k3s node mounts the cluster's images volume here.
-pub const IMAGES_DIR: &str = "/var/lib/rancher/k3s/agent/images";
+pub(crate) const IMAGES_DIR: &str = "/var/lib/rancher/k3s/agent/images";
 /// The log line of a ready server.
-pub const SERVER_READY: &str = "k3s is up and running";
+pub(crate) const SERVER_READY: &str = "k3s is up and running";
 /// The log line of an etcd member that serves clients.
-pub const ETCD_SERVING: &str = "serving client traffic";
+pub(crate) const ETCD_SERVING: &str = "serving client traffic";
 /// The log line of an etcd member that has passed its bootstrap check and
 /// serves its peers.
-pub const ETCD_PEER_SERVING: &str = "serving peer traffic";
+pub(crate) const ETCD_PEER_SERVING: &str = "serving peer traffic";
 /// The log line of a ready agent.
-pub const AGENT_READY: &str = "Successfully registered node";
+pub(crate) const AGENT_READY: &str = "Successfully registered node";
 
 /// Values the runtime resolves before planning; fixed values make the plan
 /// reproducible.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
-pub struct PlanContext {
+pub(crate) struct PlanContext {
     /// The id of this create run, put on every resource as a label.
     pub run_id: String,
     /// The cluster token.
@@ -110,7 +111,12 @@ pub struct PlanContext {
 impl PlanContext {
     /// A context with the given values and nothing else (no etcd
     /// certificates, no external TLS files, no declared volumes).
-    pub fn new(run_id: impl Into<String>, token: Token, subnet: Subnet, images: ImageSet) -> Self {
+    pub(crate) fn new(
+        run_id: impl Into<String>,
+        token: Token,
+        subnet: Subnet,
+        images: ImageSet,
+    ) -> Self {
         PlanContext {
             run_id: run_id.into(),
             token,
@@ -131,7 +137,7 @@ impl PlanContext {
 
 /// The contents of an external datastore's TLS files.
 #[derive(Debug, Clone, Default)]
-pub struct ExternalTls {
+pub(crate) struct ExternalTls {
     /// The CA certificate, PEM.
     pub ca: Option<String>,
     /// The client certificate, PEM.
@@ -142,7 +148,7 @@ pub struct ExternalTls {
 
 /// Everything a create does, in order.
 #[derive(Debug, Clone, Serialize)]
-pub struct ClusterPlan {
+pub(crate) struct ClusterPlan {
     /// The cluster name.
     pub name: String,
     /// The run id (a label on everything).
@@ -161,7 +167,7 @@ pub struct ClusterPlan {
     /// The SANs the API certificate gets from topgun (besides k3s's defaults).
     pub sans: Vec<San>,
     /// Things the user should know.
-    pub warnings: Vec<String>,
+    pub warnings: Vec<Warning>,
     /// The etcd plan (certificates included), when topgun runs etcd.
     #[serde(skip)]
     pub etcd: Option<EtcdPlan>,
@@ -169,7 +175,7 @@ pub struct ClusterPlan {
 
 /// The cluster network.
 #[derive(Debug, Clone, Serialize)]
-pub struct NetworkPlan {
+pub(crate) struct NetworkPlan {
     /// `topgun-<name>`.
     pub name: String,
     /// The subnet.
@@ -180,7 +186,7 @@ pub struct NetworkPlan {
 
 /// A named volume.
 #[derive(Debug, Clone, Serialize)]
-pub struct VolumePlan {
+pub(crate) struct VolumePlan {
     /// The volume name.
     pub name: String,
     /// The create request.
@@ -190,13 +196,11 @@ pub struct VolumePlan {
 /// How a node is known to be ready.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Gate {
+pub(crate) enum Gate {
     /// A log line; `level=fatal` or the container exiting fails it.
     LogLine(String),
     /// The etcd cluster is healthy (checked for all members at once).
     EtcdHealthy,
-    /// The container is running.
-    Running,
     /// The load balancer routes the API to a server: its stats page shows
     /// an API backend UP by a passed check.
     LoadBalancer,
@@ -204,7 +208,7 @@ pub enum Gate {
 
 /// One container.
 #[derive(Debug, Clone, Serialize)]
-pub struct NodePlan {
+pub(crate) struct NodePlan {
     /// The container name, e.g. `topgun-demo-server-0`.
     pub name: String,
     /// The hostname: the name lowercased (k3s uses it as the node name).
@@ -231,7 +235,7 @@ pub struct NodePlan {
 /// have started or are ready, and it is ready when all their gates pass.
 /// Every gate passes before a create reports success.
 #[derive(Debug, Clone, Serialize)]
-pub struct Phase {
+pub(crate) struct Phase {
     /// What the phase is.
     pub kind: PhaseKind,
     /// The container names.
@@ -242,6 +246,90 @@ pub struct Phase {
     /// Phases that must be ready first.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub after_ready: Vec<PhaseKind>,
+    /// How its nodes start.
+    #[serde(skip_serializing_if = "StartOrder::is_together")]
+    pub start: StartOrder,
+    /// When it is ready.
+    #[serde(skip_serializing_if = "PhaseGate::is_each_node")]
+    pub ready: PhaseGate,
+}
+
+impl Phase {
+    /// A phase whose nodes start together and are ready by their own gates.
+    fn new(kind: PhaseKind, nodes: Vec<String>) -> Phase {
+        Phase {
+            kind,
+            nodes,
+            after_started: Vec::new(),
+            after_ready: Vec::new(),
+            start: StartOrder::Together,
+            ready: PhaseGate::EachNode,
+        }
+    }
+}
+
+/// How the nodes of a phase start.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum StartOrder {
+    /// All at once.
+    Together,
+    /// The first node alone until it logs `line` (waiting at most `wait`:
+    /// another version may not log it), then the others together.
+    ///
+    /// etcd members start this way: started together, each member's
+    /// bootstrap probe of its peers waits a full second per peer that
+    /// accepts but does not answer yet; member 0 first answers them at once.
+    FirstThenRest {
+        /// The line that says the first node serves the others.
+        line: String,
+        /// How long to wait for it, at most.
+        #[serde(serialize_with = "ser_ms", rename = "wait_ms")]
+        wait: Duration,
+    },
+}
+
+impl StartOrder {
+    fn is_together(&self) -> bool {
+        *self == StartOrder::Together
+    }
+}
+
+/// When a phase is ready.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum PhaseGate {
+    /// When every node passes its own [`Gate`].
+    EachNode,
+    /// When topgun-etcd judges the members healthy: every member answers,
+    /// they agree on one leader, a quorum is up and no alarm is raised. The
+    /// check begins once each member logged `line` or after `wait`, so the
+    /// client does not back off from members that do not listen yet.
+    EtcdHealthy {
+        /// The line each member logs once it serves clients.
+        line: String,
+        /// How long to wait for it, at most.
+        #[serde(serialize_with = "ser_ms", rename = "wait_ms")]
+        wait: Duration,
+    },
+}
+
+impl PhaseGate {
+    fn is_each_node(&self) -> bool {
+        *self == PhaseGate::EachNode
+    }
+
+    /// The etcd gate of a phase whose members may take `timeout`.
+    fn etcd(timeout: Duration) -> PhaseGate {
+        PhaseGate::EtcdHealthy {
+            line: ETCD_SERVING.to_owned(),
+            wait: timeout.min(Duration::from_secs(15)),
+        }
+    }
+}
+
+fn ser_ms<S: serde::Serializer>(d: &Duration, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_u64(d.as_millis() as u64)
 }
 
 /// The kinds of phases, in order.
@@ -285,7 +373,7 @@ impl PhaseKind {
 
 /// Where the API is published.
 #[derive(Debug, Clone, Serialize)]
-pub struct ApiPlan {
+pub(crate) struct ApiPlan {
     /// The host address it is bound to.
     pub host: IpAddr,
     /// The host clients dial (never 0.0.0.0).
@@ -303,25 +391,27 @@ pub struct ApiPlan {
 
 impl ClusterPlan {
     /// Every named volume, in node order.
-    pub fn volumes(&self) -> impl Iterator<Item = &VolumePlan> {
+    #[cfg(any(test, feature = "testing"))]
+    pub(crate) fn volumes(&self) -> impl Iterator<Item = &VolumePlan> {
         self.nodes.iter().flat_map(|n| n.volumes.iter())
     }
 
     /// The node named `name`.
-    pub fn node(&self, name: &str) -> Option<&NodePlan> {
+    #[cfg(test)]
+    pub(crate) fn node(&self, name: &str) -> Option<&NodePlan> {
         self.nodes.iter().find(|n| n.name == name)
     }
 
     /// The host addresses of the published ports that have no host port
     /// yet, in plan order: what [`PlanContext::host_ports`] must provide.
-    pub fn open_ports(&self) -> Vec<IpAddr> {
+    pub(crate) fn open_ports(&self) -> Vec<IpAddr> {
         open_ports(&self.nodes)
     }
 }
 
 /// The host addresses of `nodes`' published ports without a host port, in
 /// node order.
-pub fn open_ports(nodes: &[NodePlan]) -> Vec<IpAddr> {
+pub(crate) fn open_ports(nodes: &[NodePlan]) -> Vec<IpAddr> {
     nodes
         .iter()
         .flat_map(|n| bindings(&n.body))
@@ -383,7 +473,7 @@ fn pin_ports(nodes: &mut [NodePlan], ports: &[u16]) -> usize {
 }
 
 /// The host port a container body publishes `port/tcp` on, if pinned.
-pub fn published_port(body: &ContainerCreateBody, port: u16) -> Option<u16> {
+pub(crate) fn published_port(body: &ContainerCreateBody, port: u16) -> Option<u16> {
     body.host_config
         .as_ref()?
         .port_bindings
@@ -398,7 +488,7 @@ pub fn published_port(body: &ContainerCreateBody, port: u16) -> Option<u16> {
 /// from `(container, role, index)`: etcd until healthy, then every server
 /// at once (a restarted server rejoins the others; with k3s's embedded etcd
 /// none can be ready alone), then the load balancer, then the agents.
-pub fn start_phases(nodes: &[(String, Role, u32)]) -> Vec<Phase> {
+pub(crate) fn start_phases(nodes: &[(String, Role, u32)], timeouts: &Timeouts) -> Vec<Phase> {
     let of = |role: Role| -> Vec<String> {
         let mut picked: Vec<&(String, Role, u32)> = nodes.iter().filter(|n| n.1 == role).collect();
         picked.sort_by_key(|n| n.2);
@@ -415,18 +505,18 @@ pub fn start_phases(nodes: &[(String, Role, u32)]) -> Vec<Phase> {
         if names.is_empty() {
             continue;
         }
-        phases.push(Phase {
-            kind,
-            nodes: names,
-            after_started: Vec::new(),
-            after_ready: phases.last().map(|p| vec![p.kind]).unwrap_or_default(),
-        });
+        let mut phase = Phase::new(kind, names);
+        phase.after_ready = phases.last().map(|p| vec![p.kind]).unwrap_or_default();
+        if kind == PhaseKind::Etcd {
+            phase.ready = PhaseGate::etcd(timeouts.etcd);
+        }
+        phases.push(phase);
     }
     phases
 }
 
 /// The name of a cluster's images volume.
-pub fn images_volume_name(cluster: &str) -> String {
+pub(crate) fn images_volume_name(cluster: &str) -> String {
     format!("topgun-{cluster}-images")
 }
 
@@ -435,7 +525,7 @@ pub fn images_volume_name(cluster: &str) -> String {
 /// Layout of the first /24: gateway .1, load balancer .2, etcd .10-.19,
 /// servers .20-.119, agents .130-.249; Docker's own allocations (for
 /// containers attached later) come from .248/29.
-pub fn node_ip(subnet: &Subnet, role: Role, index: u32) -> Ipv4Addr {
+pub(crate) fn node_ip(subnet: &Subnet, role: Role, index: u32) -> Ipv4Addr {
     let offset = match role {
         Role::LoadBalancer => 2,
         Role::Etcd => 10 + index,
@@ -446,7 +536,7 @@ pub fn node_ip(subnet: &Subnet, role: Role, index: u32) -> Ipv4Addr {
 }
 
 /// The container name of a node.
-pub fn node_name(cluster: &str, role: Role, index: u32) -> String {
+pub(crate) fn node_name(cluster: &str, role: Role, index: u32) -> String {
     match role {
         Role::LoadBalancer => format!("topgun-{cluster}-lb"),
         _ => format!("topgun-{cluster}-{}-{index}", role.as_str()),
@@ -454,19 +544,19 @@ pub fn node_name(cluster: &str, role: Role, index: u32) -> String {
 }
 
 /// The network name of a cluster.
-pub fn network_name(cluster: &str) -> String {
+pub(crate) fn network_name(cluster: &str) -> String {
     format!("topgun-{cluster}")
 }
 
 /// Turns a spec and resolved values into a plan. The spec must be valid.
-pub fn plan(spec: &ClusterSpec, ctx: &PlanContext) -> Result<ClusterPlan> {
+pub(crate) fn plan(spec: &ClusterSpec, ctx: &PlanContext) -> Result<ClusterPlan> {
     Planner::new(spec, ctx)?.plan()
 }
 
 /// The nodes a `node add` creates, planned as the create planned the first
 /// ones, and the load balancer's config once they exist.
 #[derive(Debug, Clone, Serialize)]
-pub struct AddedNodes {
+pub(crate) struct AddedNodes {
     /// The new nodes, by index.
     pub nodes: Vec<NodePlan>,
     /// The load balancer's haproxy config over the existing and the new
@@ -478,7 +568,7 @@ pub struct AddedNodes {
 impl AddedNodes {
     /// The host addresses of the new nodes' published ports that have no
     /// host port yet: what [`PlanContext::host_ports`] must provide.
-    pub fn open_ports(&self) -> Vec<IpAddr> {
+    pub(crate) fn open_ports(&self) -> Vec<IpAddr> {
         open_ports(&self.nodes)
     }
 }
@@ -494,7 +584,7 @@ impl AddedNodes {
 /// existing server (`ctx.etcd_pki` is then only needed to plan, and may be
 /// a throwaway one). New servers join through the load balancer (or
 /// server-0 without one); none initialises the embedded store.
-pub fn plan_added_nodes(
+pub(crate) fn plan_added_nodes(
     spec: &ClusterSpec,
     ctx: &PlanContext,
     existing: &[(Role, u32)],
@@ -543,7 +633,7 @@ pub fn plan_added_nodes(
 /// The load balancer's haproxy config once the node `role`-`index` is
 /// deleted from the cluster whose k3s nodes are `existing`: the pure
 /// counterpart of `node delete` (`None` without a load balancer).
-pub fn haproxy_config_without(
+pub(crate) fn haproxy_config_without(
     spec: &ClusterSpec,
     subnet: &Subnet,
     existing: &[(Role, u32)],
@@ -562,7 +652,7 @@ pub fn haproxy_config_without(
 /// `nodes` (role and index; others are ignored): the API over the servers,
 /// each port the load balancer publishes over every k3s node. `None`
 /// without a load balancer.
-pub fn haproxy_config_for(
+pub(crate) fn haproxy_config_for(
     spec: &ClusterSpec,
     subnet: &Subnet,
     nodes: &[(Role, u32)],
@@ -617,7 +707,7 @@ struct Planner<'a> {
     etcd: Option<EtcdPlan>,
     sans: Vec<San>,
     volumes: Vec<VolumePlan>,
-    warnings: Vec<String>,
+    warnings: Vec<Warning>,
     /// How many of `ctx.host_ports` are taken.
     ports_taken: usize,
     /// Where servers that join an embedded cluster, and agents, connect
@@ -654,19 +744,20 @@ impl<'a> Planner<'a> {
                     )
                     .with_client_sans(extra_etcd_sans(ctx.control_host));
                 let pki = ctx.etcd_pki.clone().ok_or_else(|| {
-                    Error::invalid(
-                        "plan context",
-                        "has no etcd certificates",
-                        "generate them with EtcdPki::generate",
+                    Error::bug(
+                        "the plan context",
+                        "it has no etcd certificates (EtcdPki::generate makes them)",
                     )
                 })?;
-                let plan = topgun_etcd::plan_with_pki(&etcd_spec, Some(pki))?;
+                // The spec already warns about the member count.
                 warnings.extend(
-                    plan.warnings
-                        .iter()
-                        .filter(|w| !w.contains("odd count"))
-                        .cloned(),
+                    etcd_spec
+                        .validate()?
+                        .into_iter()
+                        .filter(|w| !matches!(w, topgun_etcd::SpecWarning::EvenMembers { .. }))
+                        .map(Warning::Etcd),
                 );
+                let plan = topgun_etcd::plan_with_pki(&etcd_spec, Some(pki))?;
                 Some(plan)
             }
             _ => None,
@@ -771,16 +862,22 @@ impl<'a> Planner<'a> {
         // agents join through it once the other servers run (haproxy
         // assumes a server it has not checked yet is up; a running one
         // refuses at once, and haproxy redispatches to another).
+        let etcd_timeout = spec.timeouts.etcd;
         let mut phases: Vec<Phase> = Vec::new();
         let mut push =
             |kind, nodes: Vec<String>, after_started: &[PhaseKind], after_ready: &[PhaseKind]| {
                 if !nodes.is_empty() {
-                    phases.push(Phase {
-                        kind,
-                        nodes,
-                        after_started: after_started.to_vec(),
-                        after_ready: after_ready.to_vec(),
-                    });
+                    let mut phase = Phase::new(kind, nodes);
+                    phase.after_started = after_started.to_vec();
+                    phase.after_ready = after_ready.to_vec();
+                    if kind == PhaseKind::Etcd {
+                        phase.start = StartOrder::FirstThenRest {
+                            line: ETCD_PEER_SERVING.to_owned(),
+                            wait: etcd_timeout.min(Duration::from_secs(5)),
+                        };
+                        phase.ready = PhaseGate::etcd(etcd_timeout);
+                    }
+                    phases.push(phase);
                 }
             };
         let etcd: &[PhaseKind] = if counts.etcd > 0 {
@@ -1362,7 +1459,7 @@ fn matches_default(filter: Option<&NodeFilter>, role: Role, index: u32) -> bool 
 }
 
 /// k3s's config file, which k3s reads at start: keys are its flag names.
-pub const K3S_CONFIG_PATH: &str = "/etc/rancher/k3s/config.yaml";
+pub(crate) const K3S_CONFIG_PATH: &str = "/etc/rancher/k3s/config.yaml";
 
 /// The k3s flag an environment variable of topgun-etcd's datastore config
 /// stands for (`K3S_DATASTORE_CAFILE` -> `datastore-cafile`).

@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use crate::{Error, Result};
 
 /// How many log lines an error shows.
-pub const TAIL_LINES: usize = 15;
+pub(crate) const TAIL_LINES: usize = 15;
 /// The longest log line kept (longer ones are cut).
 const MAX_LINE: usize = 400;
 

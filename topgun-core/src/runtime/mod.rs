@@ -16,10 +16,16 @@
 //! On any failure, timeout or cancellation everything the run created is
 //! removed, found by its run label, unless the spec says `no_rollback`.
 
+mod api_wait;
+mod etcd;
 pub(crate) mod logs;
-pub mod nodes;
+pub(crate) mod nodes;
 pub(crate) mod prepare;
-pub mod start;
+mod schedule;
+pub(crate) mod start;
+
+pub(crate) use api_wait::{Backends, wait_api_backends};
+use schedule::{Schedule, Step};
 
 use std::future::Future;
 use std::net::IpAddr;
@@ -28,16 +34,17 @@ use std::time::Duration;
 
 use bollard::Docker;
 use bollard::query_parameters::CreateContainerOptions;
-use futures_util::future::{BoxFuture, try_join_all};
-use futures_util::stream::{FuturesUnordered, StreamExt};
+use futures_util::future::try_join_all;
+use futures_util::stream::StreamExt;
 use serde::Serialize;
 use tokio::time::Instant;
-use topgun_etcd::{Checker, ClientConfig};
 
+use crate::Warning;
 use crate::docker::{self as dockerx, Removal};
 use crate::kubeconfig::{self, KubeconfigYaml};
 use crate::plan::{
-    self, ClusterPlan, Gate, KUBECONFIG_PATH, NodePlan, Phase, PhaseKind, PlanContext,
+    self, ClusterPlan, Gate, KUBECONFIG_PATH, NodePlan, Phase, PhaseGate, PhaseKind, PlanContext,
+    StartOrder,
 };
 use crate::progress::{Event, Progress, emit};
 use crate::spec::{ClusterSpec, Role, Subnet};
@@ -140,7 +147,7 @@ pub struct Created {
     #[serde(serialize_with = "ser_ms", rename = "elapsed_ms")]
     pub elapsed: Duration,
     /// Things the user should know.
-    pub warnings: Vec<String>,
+    pub warnings: Vec<Warning>,
 }
 
 fn ser_ms<S: serde::Serializer>(d: &Duration, s: S) -> std::result::Result<S::Ok, S::Error> {
@@ -167,16 +174,6 @@ fn ser_phases<S: serde::Serializer>(
     seq.end()
 }
 
-/// Creates the cluster `spec` describes. See [`create_until`] for a create
-/// that can be cancelled.
-pub async fn create(
-    docker: &Docker,
-    spec: &ClusterSpec,
-    options: &CreateOptions,
-) -> Result<Created> {
-    create_until(docker, spec, options, std::future::pending::<()>()).await
-}
-
 /// Creates the cluster `spec` describes, or stops when `cancel` completes
 /// (wire SIGINT/SIGTERM to it) and returns [`Error::Cancelled`].
 ///
@@ -184,7 +181,7 @@ pub async fn create(
 /// On failure, timeout or cancellation, every resource of this run is
 /// removed (found by its run label), unless `spec.no_rollback` is set. Do not
 /// drop the returned future to cancel: that skips the rollback.
-pub async fn create_until<F>(
+pub(crate) async fn create_until<F>(
     docker: &Docker,
     spec: &ClusterSpec,
     options: &CreateOptions,
@@ -312,7 +309,7 @@ where
 }
 
 /// Removes every resource of a run, found by its run label.
-pub async fn rollback(docker: &Docker, run_id: &str) -> Result<Removal> {
+pub(crate) async fn rollback(docker: &Docker, run_id: &str) -> Result<Removal> {
     dockerx::remove_by_labels(
         docker,
         dockerx::label_filters(&[(labels::RUN, run_id)]),
@@ -381,7 +378,7 @@ impl Run<'_> {
         let plan = self.create_network().await?;
         for message in &plan.warnings {
             self.emit(Event::Warning {
-                message: message.clone(),
+                message: message.to_string(),
             });
         }
         // Nodes are made in start order while the first ones start. Those
@@ -427,12 +424,7 @@ impl Run<'_> {
             for phase in startable {
                 let t = this.phase_started(phase.kind, &phase.nodes);
                 schedule.push(async move {
-                    if phase.kind == PhaseKind::Etcd {
-                        this.start_etcd(plan, phase).await?;
-                    } else {
-                        try_join_all(phase.nodes.iter().map(|n| this.start(plan, node(plan, n))))
-                            .await?;
-                    }
+                    this.start_phase(plan, phase).await?;
                     Ok(Step::Started(phase, t))
                 });
             }
@@ -444,13 +436,16 @@ impl Run<'_> {
                 Step::Started(phase, t) => {
                     schedule.started.push(phase.kind);
                     schedule.push(async move {
-                        if phase.kind == PhaseKind::Etcd {
-                            this.etcd_healthy(plan, phase, t).await?;
-                        } else {
-                            try_join_all(
-                                phase.nodes.iter().map(|n| this.wait_gate(node(plan, n), t)),
-                            )
-                            .await?;
+                        match &phase.ready {
+                            PhaseGate::EachNode => {
+                                try_join_all(
+                                    phase.nodes.iter().map(|n| this.wait_gate(node(plan, n), t)),
+                                )
+                                .await?;
+                            }
+                            PhaseGate::EtcdHealthy { line, wait } => {
+                                this.etcd_healthy(plan, phase, line, *wait, t).await?;
+                            }
                         }
                         this.phase_done(phase.kind, t);
                         Ok(Step::Ready(phase.kind))
@@ -460,10 +455,9 @@ impl Run<'_> {
             }
         }
         if let Some(phase) = waiting.first() {
-            return Err(Error::invalid(
-                "plan",
+            return Err(Error::bug(
+                "the plan",
                 format!("phase {:?} waits for phases that never come", phase.kind),
-                "this is a bug in topgun; please report it",
             ));
         }
         drop(schedule);
@@ -660,7 +654,7 @@ impl Run<'_> {
                     r = exit => r?,
                 }
             }
-            Gate::Running | Gate::EtcdHealthy => {
+            Gate::EtcdHealthy => {
                 let info = dockerx::inspect(self.docker, &node.name).await?;
                 if info.state.and_then(|s| s.running) != Some(true) {
                     return Err(Error::NodeFailed {
@@ -679,122 +673,36 @@ impl Run<'_> {
         Ok(())
     }
 
-    /// Starts the etcd members.
-    async fn start_etcd(&self, plan: &ClusterPlan, phase: &Phase) -> Result<()> {
-        let members: Vec<&NodePlan> = phase.nodes.iter().map(|n| node(plan, n)).collect();
-        let timeout = self.spec.timeouts.etcd;
-        // Before it starts, an etcd 3.4 member asks its peers, in the order
-        // of their peer URLs, whether it is bootstrapped already, waiting up
-        // to 1 s for each, until one answers. Started together, every peer
-        // accepts the connection but does not answer yet, so every probe
-        // waits the full second. So member 0 starts first: its probes fail
-        // at once, as peers are listed by name and Docker's DNS only knows
-        // running containers. The others start once it serves its peers:
-        // their first probe goes to member 0 (its URL sorts first), which
-        // answers at once. Should the line never come (another etcd
-        // version), the others start after a short while.
-        let (first, others) = members.split_first().expect("etcd members");
-        self.start(plan, first).await?;
-        let soft = Instant::now() + timeout.min(Duration::from_secs(5));
-        match logs::wait_for_line(
-            self.docker,
-            &first.name,
-            Some(plan::ETCD_PEER_SERVING),
-            soft,
-            timeout,
-        )
-        .await
-        {
-            Ok(()) => tracing::debug!(node = %first.name, "serves its peers"),
-            Err(Error::Timeout { .. }) => {}
-            Err(e) => return Err(e),
-        }
-        try_join_all(others.iter().map(|m| self.start(plan, m))).await?;
-        Ok(())
-    }
-
-    /// Waits until topgun-etcd says the members started at `t` are healthy.
-    async fn etcd_healthy(&self, plan: &ClusterPlan, phase: &Phase, t: Instant) -> Result<()> {
-        let members: Vec<&NodePlan> = phase.nodes.iter().map(|n| node(plan, n)).collect();
-        let timeout = self.spec.timeouts.etcd;
-        let etcd = plan.etcd.as_ref().expect("an etcd plan for an etcd phase");
-        let client_port = etcd.members[0].ports.client;
-        let ports = try_join_all(
-            members
-                .iter()
-                .map(|m| self.published_port(&m.name, client_port)),
-        )
-        .await?;
-        let endpoints: Vec<String> = ports
-            .iter()
-            .map(|p| {
-                format!(
-                    "https://{}",
-                    std::net::SocketAddr::new(self.ctx.control_host, *p)
+    /// Starts the nodes of `phase` in its [`StartOrder`].
+    async fn start_phase(&self, plan: &ClusterPlan, phase: &Phase) -> Result<()> {
+        let nodes: Vec<&NodePlan> = phase.nodes.iter().map(|n| node(plan, n)).collect();
+        match &phase.start {
+            StartOrder::Together => {
+                try_join_all(nodes.iter().map(|n| self.start(plan, n))).await?;
+            }
+            StartOrder::FirstThenRest { line, wait } => {
+                let Some((first, others)) = nodes.split_first() else {
+                    return Ok(());
+                };
+                self.start(plan, first).await?;
+                // A line that never comes (another version) only delays
+                // the others; a node that exits fails the phase.
+                let timeout = self.spec.timeouts.for_role(first.role);
+                match logs::wait_for_line(
+                    self.docker,
+                    &first.name,
+                    Some(line),
+                    Instant::now() + *wait,
+                    timeout,
                 )
-            })
-            .collect();
-        let tls = etcd.topgun_client_tls().ok_or_else(|| {
-            Error::invalid(
-                "etcd plan",
-                "has no TLS",
-                "topgun always runs etcd with mutual TLS",
-            )
-        })?;
-        let deadline = std::time::Instant::now() + timeout;
-        let watch_deadline = Instant::now() + timeout + Duration::from_secs(5);
-        // Every member logs when it serves clients (after the first leader
-        // election): waiting for that line, rather than dialling members that
-        // do not listen yet, avoids the client's reconnect backoff. Should the
-        // line never come (another etcd version), the health check decides.
-        let soft = Instant::now() + timeout.min(Duration::from_secs(15));
-        try_join_all(members.iter().map(|m| {
-            logs::wait_for_line(
-                self.docker,
-                &m.name,
-                Some(plan::ETCD_SERVING),
-                soft,
-                timeout,
-            )
-        }))
-        .await
-        .or_else(|e| match e {
-            Error::Timeout { .. } => Ok(Vec::new()),
-            e => Err(e),
-        })?;
-        let checker = Checker::connect(&endpoints, &ClientConfig::with_tls(tls)).await?;
-        let watchers = try_join_all(
-            members
-                .iter()
-                .map(|m| logs::wait_for_line(self.docker, &m.name, None, watch_deadline, timeout)),
-        );
-        let outcome: Result<()> = tokio::select! {
-            r = checker.wait_healthy(deadline) => match r {
-                Ok(_) => Ok(()),
-                Err(topgun_etcd::Error::NotHealthy { last, .. }) => {
-                    let mut last_logs = Vec::new();
-                    for m in &members {
-                        for line in logs::last_lines(self.docker, &m.name, 5).await {
-                            last_logs.push(format!("{}: {line}", m.name));
-                        }
-                    }
-                    Err(Error::Timeout {
-                        node: format!("etcd ({})", phase.nodes.join(", ")),
-                        waiting_for: format!("not healthy; last verdict: {last}"),
-                        after: timeout,
-                        last_logs,
-                    })
+                .await
+                {
+                    Ok(()) => tracing::debug!(node = %first.name, %line, "logged"),
+                    Err(Error::Timeout { .. }) => {}
+                    Err(e) => return Err(e),
                 }
-                Err(e) => Err(e.into()),
-            },
-            r = watchers => r.map(drop),
-        };
-        outcome?;
-        for m in &members {
-            self.emit(Event::NodeReady {
-                node: m.name.clone(),
-                elapsed: t.elapsed(),
-            });
+                try_join_all(others.iter().map(|n| self.start(plan, n))).await?;
+            }
         }
         Ok(())
     }
@@ -807,117 +715,6 @@ impl Run<'_> {
             reason: format!("it has no published host port for {port}/tcp"),
             last_logs: Vec::new(),
         })
-    }
-
-    async fn explain_api_failure(
-        &self,
-        plan: &ClusterPlan,
-        error: Error,
-        timeout: Duration,
-    ) -> Error {
-        let container = &plan.api.container;
-        let running = dockerx::inspect(self.docker, container)
-            .await
-            .ok()
-            .and_then(|i| i.state)
-            .and_then(|s| s.running)
-            == Some(true);
-        let last_logs = logs::last_lines(self.docker, container, logs::TAIL_LINES).await;
-        if !running {
-            return Error::NodeFailed {
-                node: container.clone(),
-                reason: logs::exit_reason(self.docker, container).await,
-                last_logs,
-            };
-        }
-        let reason = match error {
-            Error::Api { url, reason } => format!("{url} did not answer ok: {reason}"),
-            other => other.to_string(),
-        };
-        Error::Timeout {
-            node: container.clone(),
-            waiting_for: reason,
-            after: timeout,
-            last_logs,
-        }
-    }
-}
-
-/// What a scheduled future of a create did.
-enum Step<'p> {
-    /// Every node was made.
-    Made,
-    /// The phase's containers were started at the instant given.
-    Started(&'p Phase, Instant),
-    /// The phase passed its gates.
-    Ready(PhaseKind),
-}
-
-/// The running futures of a create (making nodes, starting phases, waiting
-/// for gates), and which phases have started and are ready.
-#[derive(Default)]
-struct Schedule<'a, 'p> {
-    pending: FuturesUnordered<BoxFuture<'a, Result<Step<'p>>>>,
-    started: Vec<PhaseKind>,
-    ready: Vec<PhaseKind>,
-}
-
-impl<'a, 'p> Schedule<'a, 'p> {
-    fn push(&mut self, step: impl Future<Output = Result<Step<'p>>> + Send + 'a) {
-        self.pending.push(Box::pin(step));
-    }
-
-    /// Whether every phase `phase` depends on has got far enough.
-    fn can_start(&self, phase: &Phase) -> bool {
-        phase.after_started.iter().all(|k| self.started.contains(k))
-            && phase.after_ready.iter().all(|k| self.ready.contains(k))
-    }
-}
-
-/// How many API backends [`wait_api_backends`] waits for.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Backends {
-    /// One: the load balancer routes the API.
-    Any,
-    /// Every server.
-    All,
-}
-
-/// Polls haproxy's stats page until `wanted` API backends are UP by a passed
-/// check; `Err` at `deadline` with those that are not (server, status, last
-/// check), or with why the stats page did not answer.
-pub(crate) async fn wait_api_backends(
-    port: u16,
-    deadline: Instant,
-    wanted: Backends,
-) -> std::result::Result<(), String> {
-    loop {
-        let last = match api::haproxy_backends(port).await {
-            Ok(backends) => {
-                let api: Vec<_> = backends
-                    .iter()
-                    .filter(|b| b.backend == plan::loadbalancer::API_BACKEND)
-                    .collect();
-                let up = api.iter().filter(|b| b.checked_up()).count();
-                if match wanted {
-                    Backends::Any => up > 0,
-                    Backends::All => up == api.len(),
-                } {
-                    return Ok(());
-                }
-                let not_up: Vec<String> = api
-                    .iter()
-                    .filter(|b| !b.checked_up())
-                    .map(|b| format!("{} ({} {})", b.server, b.status, b.check))
-                    .collect();
-                not_up.join(", ")
-            }
-            Err(e) => format!("its stats page does not answer: {e}"),
-        };
-        if Instant::now() >= deadline {
-            return Err(last);
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

@@ -34,6 +34,7 @@ use topgun_etcd::plan::{FileContents, PlannedFile};
 use topgun_tls::KeyPem;
 
 use super::{CreatedNode, logs};
+use crate::Warning;
 use crate::docker as dockerx;
 use crate::lifecycle::{self, NodeStatus};
 use crate::plan::{self, DATASTORE_DIR, LB_CONFIG_PATH, LB_STATS_PORT, NodePlan, PhaseKind};
@@ -42,7 +43,7 @@ use crate::spec::{ClusterRecord, Datastore, EndpointKind, RECORD_PATH, Role, Tim
 use crate::{Error, Result, api, archive, kubeconfig, labels};
 
 /// The most nodes one `node add` makes.
-pub const MAX_ADD: u32 = 50;
+pub(crate) const MAX_ADD: u32 = 50;
 
 /// How to add nodes.
 #[derive(Clone, Default)]
@@ -114,7 +115,7 @@ pub struct Added {
     #[serde(serialize_with = "ser_ms", rename = "elapsed_ms")]
     pub elapsed: Duration,
     /// Things the user should know.
-    pub warnings: Vec<String>,
+    pub warnings: Vec<Warning>,
 }
 
 /// How to delete nodes.
@@ -183,7 +184,7 @@ pub struct NodeDeleted {
     #[serde(serialize_with = "ser_ms", rename = "elapsed_ms")]
     pub elapsed: Duration,
     /// Things the user should know.
-    pub warnings: Vec<String>,
+    pub warnings: Vec<Warning>,
 }
 
 fn ser_ms<S: serde::Serializer>(d: &Duration, s: S) -> std::result::Result<S::Ok, S::Error> {
@@ -244,7 +245,7 @@ async fn read_optional(docker: &Docker, container: &str, path: &str) -> Result<O
 
 /// Adds `count` nodes of `role` (server or agent) to cluster `cluster`. See
 /// [`add_nodes_until`] for an add that can be cancelled.
-pub async fn add_nodes(
+pub(crate) async fn add_nodes(
     docker: &Docker,
     cluster: &str,
     role: Role,
@@ -274,7 +275,7 @@ pub async fn add_nodes(
 /// the load balancer gets its old config back; the existing nodes are not
 /// touched. Do not drop the returned future to cancel: that skips the
 /// rollback.
-pub async fn add_nodes_until<F>(
+pub(crate) async fn add_nodes_until<F>(
     docker: &Docker,
     cluster: &str,
     role: Role,
@@ -425,7 +426,7 @@ struct PreparedAdd {
     /// New servers join k3s's embedded etcd one at a time.
     one_at_a_time: bool,
     lb_change: Option<LbChange>,
-    warnings: Vec<String>,
+    warnings: Vec<Warning>,
 }
 
 async fn prepare_add(
@@ -640,7 +641,7 @@ async fn prepare_add(
         }
     }
 
-    let mut warnings = Vec::new();
+    let mut warnings: Vec<Warning> = Vec::new();
     let lb_change = match (lb, &added.haproxy_config) {
         (Some(lb), Some(new)) => {
             let old = archive::read_file(docker, &lb.name, LB_CONFIG_PATH).await?;
@@ -651,11 +652,9 @@ async fn prepare_add(
                 let new_hosts: Vec<String> =
                     added.nodes.iter().map(|n| n.hostname.clone()).collect();
                 if !is_running(lb) {
-                    warnings.push(format!(
-                        "the load balancer {} does not run; it routes to the new nodes once it \
-                         starts",
-                        lb.name
-                    ));
+                    warnings.push(Warning::LoadBalancerNotRunning {
+                        name: lb.name.clone(),
+                    });
                 }
                 Some(LbChange {
                     lb: lb.name.clone(),
@@ -912,7 +911,7 @@ async fn wait_lb(
 
 /// Deletes one node (a container name) of any cluster; see
 /// [`delete_nodes`].
-pub async fn delete_node(
+pub(crate) async fn delete_node(
     docker: &Docker,
     node: &str,
     options: &DeleteNodeOptions,
@@ -934,7 +933,7 @@ pub async fn delete_node(
 /// through the API as `kubectl delete node` does (an API that does not
 /// answer is a warning, not a failure), and the container and its own
 /// volumes are removed. The cluster's shared images volume stays.
-pub async fn delete_nodes(
+pub(crate) async fn delete_nodes(
     docker: &Docker,
     names: &[String],
     options: &DeleteNodeOptions,
@@ -1130,7 +1129,7 @@ async fn delete_one(
     options: &DeleteNodeOptions,
 ) -> Result<NodeDeleted> {
     let started = Instant::now();
-    let mut warnings = Vec::new();
+    let mut warnings: Vec<Warning> = Vec::new();
     let info = dockerx::inspect(docker, &node.name).await?;
     let hostname = info
         .config
@@ -1183,14 +1182,15 @@ async fn delete_one(
                     },
                 );
                 if !change.running {
-                    warnings.push(format!(
-                        "the load balancer {} does not run; it reads its new config when it starts",
-                        lb.name
-                    ));
+                    warnings.push(Warning::LoadBalancerNotRunning {
+                        name: lb.name.clone(),
+                    });
                 }
             }
             Err(e) if node.role == Role::Server => return Err(e),
-            Err(e) => warnings.push(format!("the load balancer's config was left as it is: {e}")),
+            Err(e) => warnings.push(Warning::LoadBalancerConfigKept {
+                reason: e.to_string(),
+            }),
         }
     }
 
@@ -1223,10 +1223,10 @@ async fn delete_one(
     let node_object = match delete_node_object(docker, cluster, state, &hostname).await {
         Ok(o) => o,
         Err(reason) => {
-            warnings.push(format!(
-                "the Kubernetes Node {hostname} was not deleted: {reason}; delete it with \
-                 `kubectl delete node {hostname}`"
-            ));
+            warnings.push(Warning::NodeObjectKept {
+                node: hostname.to_string(),
+                reason: reason.to_string(),
+            });
             NodeObject::Kept
         }
     };

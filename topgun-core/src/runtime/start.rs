@@ -19,7 +19,7 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use crate::lifecycle::{self, NodeStatus};
-use crate::plan::{self, Gate, PhaseKind};
+use crate::plan::{self, Gate, PhaseGate, PhaseKind};
 use crate::progress::{Event, Progress, emit};
 use crate::spec::{Role, Timeouts};
 use crate::{Error, Result, api, kubeconfig};
@@ -121,7 +121,11 @@ fn stop_rank(role: Role) -> u8 {
 }
 
 /// Stops every node of cluster `name`, in reverse dependency order.
-pub async fn stop(docker: &Docker, name: &str, options: &LifecycleOptions) -> Result<Changed> {
+pub(crate) async fn stop(
+    docker: &Docker,
+    name: &str,
+    options: &LifecycleOptions,
+) -> Result<Changed> {
     let started = Instant::now();
     let nodes = lifecycle::nodes(docker, name).await?;
     let changes = stop_nodes_in_order(docker, &nodes, options).await?;
@@ -198,7 +202,11 @@ pub(crate) async fn stop_nodes_in_order<'a>(
 /// Starts every node of cluster `name` that does not run, in the order and
 /// with the readiness gates of [`plan::start_phases`], then waits until
 /// `/readyz` answers through the published API port.
-pub async fn start(docker: &Docker, name: &str, options: &LifecycleOptions) -> Result<Changed> {
+pub(crate) async fn start(
+    docker: &Docker,
+    name: &str,
+    options: &LifecycleOptions,
+) -> Result<Changed> {
     let started = Instant::now();
     let nodes = lifecycle::nodes(docker, name).await?;
     let changes = start_nodes_in_order(docker, name, &nodes, options).await?;
@@ -224,6 +232,7 @@ pub(crate) async fn start_nodes_in_order(
             .iter()
             .map(|n| (n.name.clone(), n.role, n.index))
             .collect::<Vec<_>>(),
+        &timeouts,
     );
     let mut changes = Vec::new();
     for phase in &phases {
@@ -258,7 +267,7 @@ pub(crate) async fn start_nodes_in_order(
                 .map(|n| start_one(docker, n, &timeouts, t, options)),
         )
         .await?;
-        if phase.kind == PhaseKind::Etcd {
+        if let PhaseGate::EtcdHealthy { .. } = phase.ready {
             wait_etcd(docker, cluster, timeouts.etcd).await?;
         }
         emit(
@@ -420,7 +429,7 @@ async fn resolve(docker: &Docker, names: &[String]) -> Result<Vec<(String, Vec<N
 
 /// Stops the named nodes (container names, of any clusters), in reverse
 /// dependency order within each cluster. Stopping a stopped node succeeds.
-pub async fn stop_nodes(
+pub(crate) async fn stop_nodes(
     docker: &Docker,
     names: &[String],
     options: &LifecycleOptions,
@@ -435,7 +444,7 @@ pub async fn stop_nodes(
 /// Starts the named nodes (container names, of any clusters) that do not
 /// run, in start order within each cluster, each until its readiness gate
 /// passes. Starting a running node succeeds.
-pub async fn start_nodes(
+pub(crate) async fn start_nodes(
     docker: &Docker,
     names: &[String],
     options: &LifecycleOptions,
@@ -448,7 +457,7 @@ pub async fn start_nodes(
 }
 
 /// Stops, then starts the named nodes.
-pub async fn restart_nodes(
+pub(crate) async fn restart_nodes(
     docker: &Docker,
     names: &[String],
     options: &LifecycleOptions,

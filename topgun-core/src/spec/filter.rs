@@ -682,7 +682,7 @@ pub struct PortMapping {
 }
 
 /// Parses a port number in 1..=65535 with a clear error.
-pub fn parse_port(what: &str, s: &str) -> Result<u16> {
+pub(crate) fn parse_port(what: &str, s: &str) -> Result<u16> {
     let what = || format!("{what} {s:?}");
     let n: u64 = s.parse().map_err(|_| {
         Error::invalid(

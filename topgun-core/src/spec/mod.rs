@@ -3,37 +3,47 @@
 //!
 //! Every value is validated here, before any Docker resource exists.
 
-pub mod datastore;
-pub mod filter;
-pub mod name;
-pub mod record;
+mod api;
+mod builder;
+pub(crate) mod datastore;
+pub(crate) mod filter;
+pub(crate) mod name;
+mod network;
+pub(crate) mod record;
+mod timeouts;
+mod warning;
+mod yaml;
 
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr};
-use std::path::{Path, PathBuf};
-use std::str::FromStr;
-use std::time::Duration;
+use std::net::IpAddr;
+use std::path::Path;
 
 use serde::de::{self, Visitor};
 use serde::{Deserialize, Deserializer};
-use topgun_tls::San;
 
+pub use api::{ApiEndpoint, SanList};
+pub use builder::ClusterSpecBuilder;
 pub use datastore::{Datastore, DatastoreEndpoint, EndpointKind, EtcdDatastore, ExternalDatastore};
 pub use filter::{
     EnvVar, Filtered, FilteredValue, K3sArg, NodeCounts, NodeFilter, PortMapping, Protocol, Role,
     VolumeMount,
 };
-pub use name::{ClusterName, MAX_NAME_LEN, Token};
-pub use record::{ClusterRecord, RECORD_PATH};
+pub use name::{ClusterName, Token};
+pub use network::{NetworkSpec, Subnet};
+#[cfg_attr(not(feature = "testing"), allow(unused_imports, unreachable_pub))]
+pub use record::ClusterRecord;
+pub(crate) use record::RECORD_PATH;
+pub use timeouts::{Timeouts, parse_duration};
+pub use warning::Warning;
+pub(crate) use yaml::MAX_CONFIG_BYTES;
+use yaml::{check_yaml_shape, yaml_message};
 
 use crate::{Error, Result};
 
 /// The most k3s servers a cluster may have (static IPs are reserved for them).
-pub const MAX_SERVERS: u32 = 99;
+pub(crate) const MAX_SERVERS: u32 = 99;
 /// The most agents a cluster may have.
-pub const MAX_AGENTS: u32 = 120;
-/// The most etcd members a cluster may have.
-pub const MAX_ETCD_MEMBERS: u32 = 9;
+pub(crate) const MAX_AGENTS: u32 = 120;
 
 /// A whole cluster, as asked for.
 ///
@@ -126,183 +136,6 @@ fn yes() -> bool {
     true
 }
 
-/// Where the Kubernetes API is published: `[HOST:]PORT`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ApiEndpoint {
-    /// The host address; 127.0.0.1 unless given (never 0.0.0.0 by default).
-    pub host: IpAddr,
-    /// The host port; `None` picks a free one.
-    pub port: Option<u16>,
-}
-
-impl Default for ApiEndpoint {
-    fn default() -> Self {
-        ApiEndpoint {
-            host: IpAddr::V4(Ipv4Addr::LOCALHOST),
-            port: None,
-        }
-    }
-}
-
-impl ApiEndpoint {
-    /// Parses `[HOST:]PORT`, `HOST:` (a free port on HOST) or
-    /// `[IPV6]:[PORT]`. A bare host is refused: it reads like a port was
-    /// forgotten.
-    pub fn parse(s: &str) -> Result<Self> {
-        let no_port = |h: &str| {
-            Error::invalid(
-                format!("API address {s:?}"),
-                "has a host but no port",
-                format!("write `{h}:6443` for a port, or `{h}:` to get a free one"),
-            )
-        };
-        let bad_host = |h: &str| {
-            Error::invalid(
-                format!("API address {s:?}"),
-                format!("has the host {h:?}, which is not an IP address"),
-                "give an IP address of this host, e.g. 127.0.0.1 or 192.168.1.28",
-            )
-        };
-        if let Some(inner) = s.strip_prefix('[') {
-            let (host, port) = inner.split_once(']').ok_or_else(|| bad_host(s))?;
-            let host: IpAddr = host.parse().map_err(|_| bad_host(host))?;
-            let port = match port.strip_prefix(':') {
-                Some("") => None,
-                Some(p) => Some(filter::parse_port("API port", p)?),
-                None if port.is_empty() => return Err(no_port(&format!("[{host}]"))),
-                None => return Err(bad_host(s)),
-            };
-            return Ok(ApiEndpoint { host, port });
-        }
-        if !s.contains(':') {
-            if s.chars().all(|c| c.is_ascii_digit()) {
-                return Ok(ApiEndpoint {
-                    port: Some(filter::parse_port("API port", s)?),
-                    ..Default::default()
-                });
-            }
-            let _: IpAddr = s.parse().map_err(|_| bad_host(s))?;
-            return Err(no_port(s));
-        }
-        if s.parse::<IpAddr>().is_ok() {
-            // A bare IPv6 address.
-            return Err(no_port(&format!("[{s}]")));
-        }
-        let (host, port) = s.rsplit_once(':').expect("contains ':'");
-        let host = host.parse().map_err(|_| bad_host(host))?;
-        let port = if port.is_empty() {
-            None
-        } else {
-            Some(filter::parse_port("API port", port)?)
-        };
-        Ok(ApiEndpoint { host, port })
-    }
-
-    /// The host clients should dial: the API host, or 127.0.0.1 when the API
-    /// is bound to every address.
-    pub fn dial_host(&self) -> IpAddr {
-        if self.host.is_unspecified() {
-            match self.host {
-                IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
-                IpAddr::V6(_) => IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
-            }
-        } else {
-            self.host
-        }
-    }
-}
-
-/// `HOST:PORT`, or `HOST:` for a free port: the form
-/// [`ApiEndpoint::parse`] reads.
-impl fmt::Display for ApiEndpoint {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.host {
-            IpAddr::V6(h) => write!(f, "[{h}]:")?,
-            IpAddr::V4(h) => write!(f, "{h}:")?,
-        }
-        match self.port {
-            Some(p) => write!(f, "{p}"),
-            None => Ok(()),
-        }
-    }
-}
-
-impl FromStr for ApiEndpoint {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        ApiEndpoint::parse(s)
-    }
-}
-
-impl<'de> Deserialize<'de> for ApiEndpoint {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = ApiEndpoint;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a port or \"HOST:PORT\"")
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> std::result::Result<ApiEndpoint, E> {
-                ApiEndpoint::parse(&v.to_string()).map_err(E::custom)
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> std::result::Result<ApiEndpoint, E> {
-                ApiEndpoint::parse(&v.to_string()).map_err(E::custom)
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> std::result::Result<ApiEndpoint, E> {
-                ApiEndpoint::parse(v).map_err(E::custom)
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
-
-/// A list of SANs, validated by topgun-tls. In YAML a list of strings or one
-/// comma-separated string.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SanList(pub Vec<San>);
-
-impl SanList {
-    /// Parses one `--tls-san` value (a comma-separated list).
-    pub fn parse(s: &str) -> Result<Vec<San>> {
-        Ok(topgun_tls::parse_san_list(s)?)
-    }
-}
-
-impl<'de> Deserialize<'de> for SanList {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = SanList;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a list of names or addresses")
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> std::result::Result<SanList, E> {
-                SanList::parse(v).map(SanList).map_err(E::custom)
-            }
-            fn visit_seq<A: de::SeqAccess<'de>>(
-                self,
-                mut seq: A,
-            ) -> std::result::Result<SanList, A::Error> {
-                let mut out = Vec::new();
-                while let Some(SanItem(item)) = seq.next_element()? {
-                    out.extend(item);
-                }
-                Ok(SanList(out))
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
-
-/// One item of a SAN list, parsed where it stands so errors name its line.
-struct SanItem(Vec<San>);
-
-impl<'de> Deserialize<'de> for SanItem {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        de_parsed(d, |s| SanList::parse(s).map(SanItem))
-    }
-}
-
 /// The load balancer: haproxy, with active TCP health checks of every
 /// server's 6443. On by default.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -326,127 +159,6 @@ impl Default for LoadBalancerSpec {
     }
 }
 
-/// The cluster network: a user-defined bridge.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
-#[non_exhaustive]
-pub struct NetworkSpec {
-    /// The IPv4 subnet (prefix at most /24); `None` picks one that no Docker
-    /// network uses.
-    #[serde(default)]
-    pub subnet: Option<Subnet>,
-}
-
-/// An IPv4 subnet such as `172.28.5.0/24`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
-#[serde(into = "String")]
-pub struct Subnet {
-    /// The network address.
-    pub base: Ipv4Addr,
-    /// The prefix length.
-    pub prefix: u8,
-}
-
-impl Subnet {
-    /// Parses `A.B.C.D/N` with `N` from 8 to 24 and no host bits set.
-    pub fn parse(s: &str) -> Result<Self> {
-        let what = || format!("subnet {s:?}");
-        let (ip, prefix) = s.split_once('/').ok_or_else(|| {
-            Error::invalid(what(), "has no prefix length", "write e.g. 172.28.5.0/24")
-        })?;
-        let base: Ipv4Addr = ip.parse().map_err(|_| {
-            Error::invalid(what(), "is not an IPv4 network", "write e.g. 172.28.5.0/24")
-        })?;
-        let prefix: u8 = prefix
-            .parse()
-            .ok()
-            .filter(|p| (8..=24).contains(p))
-            .ok_or_else(|| {
-                Error::invalid(
-                    what(),
-                    "needs a prefix from /8 to /24",
-                    "write e.g. 172.28.5.0/24",
-                )
-            })?;
-        let subnet = Subnet { base, prefix };
-        let reserved = [
-            ("127.0.0.0/8", "loopback"),
-            ("169.254.0.0/16", "link-local"),
-            ("224.0.0.0/4", "multicast"),
-            ("240.0.0.0/4", "reserved"),
-            ("0.0.0.0/8", "\"this network\""),
-        ];
-        for (range, kind) in reserved {
-            let (ip, len) = range.split_once('/').expect("a CIDR");
-            let other = Subnet {
-                base: ip.parse().expect("an address"),
-                prefix: len.parse().expect("a prefix"),
-            };
-            if subnet.overlaps(&other) {
-                return Err(Error::invalid(
-                    what(),
-                    format!("overlaps the {kind} range {range}, which a bridge network cannot use"),
-                    "use a private range such as 172.28.5.0/24, or leave it out to get a free one",
-                ));
-            }
-        }
-        if subnet.network() != base {
-            return Err(Error::invalid(
-                what(),
-                "has host bits set",
-                format!("write {}/{prefix}", subnet.network()),
-            ));
-        }
-        Ok(subnet)
-    }
-
-    fn mask(&self) -> u32 {
-        u32::MAX
-            .checked_shl(32 - u32::from(self.prefix))
-            .unwrap_or(0)
-    }
-
-    fn network(&self) -> Ipv4Addr {
-        Ipv4Addr::from(u32::from(self.base) & self.mask())
-    }
-
-    /// The address `offset` past the network address.
-    pub fn host(&self, offset: u32) -> Ipv4Addr {
-        Ipv4Addr::from(u32::from(self.base) + offset)
-    }
-
-    /// Whether two subnets share any address.
-    pub fn overlaps(&self, other: &Subnet) -> bool {
-        let mask = self.mask().min(other.mask()); // the shorter prefix
-        (u32::from(self.base) & mask) == (u32::from(other.base) & mask)
-    }
-}
-
-impl fmt::Display for Subnet {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.base, self.prefix)
-    }
-}
-
-impl From<Subnet> for String {
-    fn from(s: Subnet) -> String {
-        s.to_string()
-    }
-}
-
-impl FromStr for Subnet {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        Subnet::parse(s)
-    }
-}
-
-impl<'de> Deserialize<'de> for Subnet {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        de_parsed(d, Subnet::parse)
-    }
-}
-
 /// The cgroup namespace mode of k3s node containers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -455,120 +167,6 @@ pub enum CgroupnsMode {
     Private,
     /// The host's cgroup namespace.
     Host,
-}
-
-/// How long each phase of a create may take.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
-#[non_exhaustive]
-pub struct Timeouts {
-    /// etcd members until the cluster is healthy.
-    #[serde(default = "Timeouts::default_etcd", deserialize_with = "de_duration")]
-    pub etcd: Duration,
-    /// Each server until `k3s is up and running`.
-    #[serde(default = "Timeouts::default_server", deserialize_with = "de_duration")]
-    pub server: Duration,
-    /// Each agent until `Successfully registered node`.
-    #[serde(default = "Timeouts::default_agent", deserialize_with = "de_duration")]
-    pub agent: Duration,
-    /// The API through the load balancer until `/readyz` answers ok.
-    #[serde(default = "Timeouts::default_api", deserialize_with = "de_duration")]
-    pub api: Duration,
-    /// The whole create, from its first Docker call to success; `None`:
-    /// only the phases are bounded.
-    #[serde(default, deserialize_with = "de_opt_duration")]
-    pub total: Option<Duration>,
-}
-
-fn de_opt_duration<'de, D: Deserializer<'de>>(
-    d: D,
-) -> std::result::Result<Option<Duration>, D::Error> {
-    de_duration(d).map(Some)
-}
-
-impl Timeouts {
-    fn default_etcd() -> Duration {
-        Duration::from_secs(60)
-    }
-    fn default_server() -> Duration {
-        Duration::from_secs(180)
-    }
-    fn default_agent() -> Duration {
-        Duration::from_secs(120)
-    }
-    fn default_api() -> Duration {
-        Duration::from_secs(60)
-    }
-
-    /// Every phase, and the whole create, bounded by `timeout`.
-    pub fn all(timeout: Duration) -> Self {
-        Timeouts {
-            etcd: timeout,
-            server: timeout,
-            agent: timeout,
-            api: timeout,
-            total: Some(timeout),
-        }
-    }
-}
-
-impl Default for Timeouts {
-    fn default() -> Self {
-        Timeouts {
-            etcd: Timeouts::default_etcd(),
-            server: Timeouts::default_server(),
-            agent: Timeouts::default_agent(),
-            api: Timeouts::default_api(),
-            total: None,
-        }
-    }
-}
-
-/// Parses a duration: `500ms`, `90s`, `3m`, `1h`, or a bare number of seconds.
-pub fn parse_duration(s: &str) -> Result<Duration> {
-    let bad = || {
-        Error::invalid(
-            format!("duration {s:?}"),
-            "is not a duration",
-            "write e.g. `90s`, `3m`, `500ms` or `1h`",
-        )
-    };
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: u64 = num.parse().map_err(|_| bad())?;
-    let d = match unit {
-        "" | "s" => Duration::from_secs(n),
-        "ms" => Duration::from_millis(n),
-        "m" => Duration::from_secs(n.saturating_mul(60)),
-        "h" => Duration::from_secs(n.saturating_mul(3600)),
-        _ => return Err(bad()),
-    };
-    if d.is_zero() {
-        return Err(Error::invalid(
-            format!("duration {s:?}"),
-            "is zero",
-            "give a positive duration",
-        ));
-    }
-    Ok(d)
-}
-
-fn de_duration<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Duration, D::Error> {
-    struct V;
-    impl Visitor<'_> for V {
-        type Value = Duration;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a duration such as 90s or 3m")
-        }
-        fn visit_u64<E: de::Error>(self, v: u64) -> std::result::Result<Duration, E> {
-            parse_duration(&v.to_string()).map_err(E::custom)
-        }
-        fn visit_str<E: de::Error>(self, v: &str) -> std::result::Result<Duration, E> {
-            parse_duration(v).map_err(E::custom)
-        }
-    }
-    d.deserialize_any(V)
 }
 
 /// Deserializes a string and parses it inside the visitor, so that
@@ -622,7 +220,7 @@ impl ClusterSpec {
 
     /// Reads a spec from YAML. Unknown fields are errors that name the line.
     /// `origin` names the source in messages (a path, or `<string>`). Text
-    /// nested deeper than [`MAX_YAML_DEPTH`] or with aliases is refused
+    /// nested deeper than 32 levels or with aliases is refused
     /// before it is parsed.
     pub fn from_yaml(text: &str, origin: &Path) -> Result<Self> {
         check_yaml_shape(text).map_err(|message| Error::Config {
@@ -636,7 +234,7 @@ impl ClusterSpec {
         Ok(spec)
     }
 
-    /// Reads a spec from a YAML file of at most [`MAX_CONFIG_BYTES`]; see
+    /// Reads a spec from a YAML file of at most 1 MiB; see
     /// [`ClusterSpec::from_yaml`].
     pub fn from_yaml_file(path: &Path) -> Result<Self> {
         let text = topgun_tls::read::bounded_text(path, MAX_CONFIG_BYTES)?;
@@ -706,10 +304,11 @@ impl ClusterSpec {
         match &self.datastore {
             Datastore::Embedded => {}
             Datastore::Etcd(etcd) => {
-                if etcd.members == 0 || etcd.members > MAX_ETCD_MEMBERS {
+                // topgun-etcd owns the limit.
+                if topgun_etcd::EtcdClusterSpec::check_members(etcd.members as usize).is_err() {
                     return Err(Error::invalid(
                         format!("etcd member count {}", etcd.members),
-                        format!("must be from 1 to {MAX_ETCD_MEMBERS}"),
+                        format!("must be from 1 to {}", topgun_etcd::MAX_MEMBERS),
                         "use 3 (or 1, 5, 7) members",
                     ));
                 }
@@ -860,36 +459,31 @@ impl ClusterSpec {
     }
 
     /// Warnings about a valid spec that is probably not what the user wants.
-    pub fn warnings(&self) -> Vec<String> {
-        let mut out = topgun_tls::san_warnings(&self.tls_san.0);
+    pub fn warnings(&self) -> Vec<Warning> {
+        let mut out: Vec<Warning> = topgun_tls::san_warnings(&self.tls_san.0)
+            .into_iter()
+            .map(Warning::San)
+            .collect();
         if self.api.host.is_unspecified() {
-            out.push(format!(
-                "the API is published on {}, reachable from every network of this host; the \
-                 kubeconfig uses {}",
-                self.api.host,
-                self.api.dial_host()
-            ));
+            out.push(Warning::ApiOnEveryInterface {
+                host: self.api.host,
+                dial_host: self.api.dial_host(),
+            });
         }
         if self.servers > 1 && !self.loadbalancer.enabled {
-            out.push("no load balancer: the API and agents reach server-0 only".to_owned());
+            out.push(Warning::NoLoadBalancer);
         }
         if let Datastore::Etcd(e) = &self.datastore
-            && e.members % 2 == 0
+            && let Ok(Some(w)) = topgun_etcd::EtcdClusterSpec::check_members(e.members as usize)
         {
-            out.push(format!(
-                "{} etcd members tolerate no more failures than {}; use an odd count",
-                e.members,
-                e.members - 1
-            ));
+            out.push(Warning::Etcd(w));
         }
         if let Datastore::External(ext) = &self.datastore
             && ext.endpoint.uses_loopback()
         {
-            out.push(format!(
-                "the datastore endpoint {} uses a loopback address, which inside a node container \
-                 is the container itself; use an address the containers can reach",
-                ext.endpoint
-            ));
+            out.push(Warning::DatastoreOnLoopback {
+                endpoint: ext.endpoint.to_string(),
+            });
         }
         out
     }
@@ -907,286 +501,5 @@ fn describe_port(p: &PortMapping) -> String {
     }
 }
 
-/// The YAML parser's message. serde_norway puts "at line L column C" in it;
-/// make sure it is there even when an error has only a location.
-/// The largest config file topgun reads.
-pub const MAX_CONFIG_BYTES: u64 = topgun_tls::read::MAX_CONFIG;
-/// The deepest nesting a config file may have.
-pub const MAX_YAML_DEPTH: usize = 32;
-
-/// Refuses YAML that nests deeper than [`MAX_YAML_DEPTH`] (flow brackets or
-/// indentation) or uses aliases (`*name`, which can expand exponentially):
-/// checked on the text, before the parser sees it.
-fn check_yaml_shape(text: &str) -> std::result::Result<(), String> {
-    let mut depth: usize = 0;
-    let mut quote: Option<char> = None;
-    for (n, line) in text.lines().enumerate() {
-        let content = line.trim_start();
-        if quote.is_none() && (content.starts_with('#') || content.is_empty()) {
-            continue;
-        }
-        let indent = (line.len() - content.len()) / 2;
-        if indent > MAX_YAML_DEPTH {
-            return Err(format!(
-                "line {}: nested deeper than {MAX_YAML_DEPTH} levels",
-                n + 1
-            ));
-        }
-        let mut prev = ' ';
-        for c in content.chars() {
-            match (quote, c) {
-                (Some(q), c) if c == q => quote = None,
-                (Some(_), _) => {}
-                (None, '"' | '\'') => quote = Some(c),
-                (None, '#') if prev == ' ' => break,
-                (None, '[' | '{') => {
-                    depth += 1;
-                    if depth > MAX_YAML_DEPTH {
-                        return Err(format!(
-                            "line {}: nested deeper than {MAX_YAML_DEPTH} levels",
-                            n + 1
-                        ));
-                    }
-                }
-                (None, ']' | '}') => depth = depth.saturating_sub(1),
-                (None, '*') if prev == ' ' || prev == '[' => {
-                    return Err(format!(
-                        "line {}: YAML aliases (`*name`) are not accepted in a config file; write \
-                         the value out",
-                        n + 1
-                    ));
-                }
-                _ => {}
-            }
-            prev = c;
-        }
-        // Plain scalars do not continue quotes across lines in config files
-        // topgun reads; a stray quote ends with its line.
-        if quote == Some('\'') {
-            quote = None;
-        }
-    }
-    Ok(())
-}
-
-fn yaml_message(e: &serde_norway::Error) -> String {
-    // The parser quotes the value it choked on: never a key, at most a
-    // short excerpt.
-    let message = topgun_tls::redact::parser_message(&e.to_string());
-    match e.location() {
-        Some(loc) if !message.contains("line") => {
-            format!("line {} column {}: {message}", loc.line(), loc.column())
-        }
-        _ => message,
-    }
-}
-
-/// Builds a [`ClusterSpec`] in code. Methods that parse text record the first
-/// error; [`ClusterSpecBuilder::build`] returns it, or validates the spec.
-///
-/// ```
-/// use topgun_core::spec::{ClusterSpec, Datastore};
-///
-/// let spec = ClusterSpec::builder("demo")
-///     .servers(3)
-///     .agents(2)
-///     .datastore(Datastore::etcd(3))
-///     .api("127.0.0.1:6550")
-///     .tls_san("192.168.1.28")
-///     .k3s_arg("--disable=traefik@server:*")
-///     .build()?;
-/// assert_eq!(spec.counts().etcd, 3);
-/// # Ok::<(), topgun_core::Error>(())
-/// ```
-#[derive(Debug)]
-#[must_use]
-pub struct ClusterSpecBuilder {
-    spec: ClusterSpec,
-    error: Option<Error>,
-}
-
-impl ClusterSpecBuilder {
-    fn new(name: &str) -> Self {
-        let (name, error) = match ClusterName::new(name) {
-            Ok(n) => (n, None),
-            Err(e) => (ClusterName::unset(), Some(e)),
-        };
-        ClusterSpecBuilder {
-            spec: ClusterSpec {
-                name,
-                servers: 1,
-                agents: 0,
-                image: None,
-                datastore: Datastore::Embedded,
-                api: ApiEndpoint::default(),
-                tls_san: SanList::default(),
-                token: None,
-                k3s_args: Vec::new(),
-                env: Vec::new(),
-                volumes: Vec::new(),
-                ports: Vec::new(),
-                loadbalancer: LoadBalancerSpec::default(),
-                network: NetworkSpec::default(),
-                timeouts: Timeouts::default(),
-                no_rollback: false,
-                init: true,
-                cgroupns: None,
-                privileged: None,
-            },
-            error,
-        }
-    }
-
-    fn record<T>(&mut self, r: Result<T>) -> Option<T> {
-        match r {
-            Ok(v) => Some(v),
-            Err(e) => {
-                self.error.get_or_insert(e);
-                None
-            }
-        }
-    }
-
-    /// Sets the number of servers.
-    pub fn servers(mut self, n: u32) -> Self {
-        self.spec.servers = n;
-        self
-    }
-
-    /// Sets the number of agents.
-    pub fn agents(mut self, n: u32) -> Self {
-        self.spec.agents = n;
-        self
-    }
-
-    /// Sets the k3s image.
-    pub fn image(mut self, image: impl Into<String>) -> Self {
-        self.spec.image = Some(image.into());
-        self
-    }
-
-    /// Sets the datastore.
-    pub fn datastore(mut self, datastore: Datastore) -> Self {
-        self.spec.datastore = datastore;
-        self
-    }
-
-    /// Sets where the API is published, `[HOST:]PORT`.
-    pub fn api(mut self, endpoint: &str) -> Self {
-        if let Some(api) = self.record(ApiEndpoint::parse(endpoint)) {
-            self.spec.api = api;
-        }
-        self
-    }
-
-    /// Adds SANs (a comma-separated list).
-    pub fn tls_san(mut self, sans: &str) -> Self {
-        if let Some(list) = self.record(SanList::parse(sans)) {
-            self.spec.tls_san.0.extend(list);
-        }
-        self
-    }
-
-    /// Sets the token.
-    pub fn token(mut self, token: &str) -> Self {
-        self.spec.token = self.record(Token::new(token));
-        self
-    }
-
-    /// Adds a k3s argument, `ARG[@FILTER]`.
-    pub fn k3s_arg(mut self, arg: &str) -> Self {
-        if let Some(a) = self.record(Filtered::parse(arg)) {
-            self.spec.k3s_args.push(a);
-        }
-        self
-    }
-
-    /// Adds an environment variable, `KEY=VALUE[@FILTER]`.
-    pub fn env(mut self, var: &str) -> Self {
-        if let Some(v) = self.record(Filtered::parse(var)) {
-            self.spec.env.push(v);
-        }
-        self
-    }
-
-    /// Adds a bind mount, `HOST:CONTAINER[:ro][@FILTER]`.
-    pub fn volume(mut self, volume: &str) -> Self {
-        if let Some(v) = self.record(Filtered::parse(volume)) {
-            self.spec.volumes.push(v);
-        }
-        self
-    }
-
-    /// Adds a published port, `[IP:][HOST:]CONTAINER[/PROTO][@FILTER]`.
-    pub fn port(mut self, port: &str) -> Self {
-        if let Some(p) = self.record(Filtered::parse(port)) {
-            self.spec.ports.push(p);
-        }
-        self
-    }
-
-    /// Turns the load balancer on or off.
-    pub fn loadbalancer(mut self, enabled: bool) -> Self {
-        self.spec.loadbalancer.enabled = enabled;
-        self
-    }
-
-    /// Sets the load balancer image.
-    pub fn loadbalancer_image(mut self, image: impl Into<String>) -> Self {
-        self.spec.loadbalancer.image = Some(image.into());
-        self
-    }
-
-    /// Sets the network subnet.
-    pub fn subnet(mut self, subnet: &str) -> Self {
-        self.spec.network.subnet = self.record(Subnet::parse(subnet));
-        self
-    }
-
-    /// Sets the phase timeouts.
-    pub fn timeouts(mut self, timeouts: Timeouts) -> Self {
-        self.spec.timeouts = timeouts;
-        self
-    }
-
-    /// Keeps what was created when a create fails.
-    pub fn no_rollback(mut self, no_rollback: bool) -> Self {
-        self.spec.no_rollback = no_rollback;
-        self
-    }
-
-    /// Runs k3s nodes with or without Docker's init process.
-    pub fn init(mut self, init: bool) -> Self {
-        self.spec.init = init;
-        self
-    }
-
-    /// Sets the cgroup namespace mode of k3s nodes.
-    pub fn cgroupns(mut self, mode: Option<CgroupnsMode>) -> Self {
-        self.spec.cgroupns = mode;
-        self
-    }
-
-    /// Runs k3s nodes privileged or not (`None`: decide automatically).
-    pub fn privileged(mut self, privileged: Option<bool>) -> Self {
-        self.spec.privileged = privileged;
-        self
-    }
-
-    /// The spec, validated.
-    pub fn build(self) -> Result<ClusterSpec> {
-        if let Some(e) = self.error {
-            return Err(e);
-        }
-        self.spec.validate()?;
-        Ok(self.spec)
-    }
-}
-
 #[cfg(test)]
 mod tests;
-
-/// A path for messages about in-memory YAML.
-pub fn string_origin() -> PathBuf {
-    PathBuf::from("<string>")
-}

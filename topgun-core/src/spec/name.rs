@@ -8,7 +8,7 @@ use serde::{Deserialize, Deserializer};
 use crate::{Error, Result};
 
 /// The longest cluster name accepted.
-pub const MAX_NAME_LEN: usize = 32;
+pub(crate) const MAX_NAME_LEN: usize = 32;
 
 /// A validated cluster name: 1 to 32 of `[a-zA-Z0-9-]`, starting and ending
 /// with a letter or digit. Mixed case is kept for container names and labels;

@@ -19,13 +19,14 @@ use crate::images::ImageSet;
 use crate::{Error, Result};
 
 /// Where the record lives in every server container.
-pub const RECORD_PATH: &str = "/etc/topgun/cluster.json";
+pub(crate) const RECORD_PATH: &str = "/etc/topgun/cluster.json";
 
 /// The record's format version.
 const VERSION: u32 = 1;
 
 /// A cluster as created: the spec and what the create resolved.
 #[derive(Clone, Serialize, Deserialize)]
+#[cfg_attr(not(feature = "testing"), allow(unreachable_pub))]
 pub struct ClusterRecord {
     version: u32,
     name: String,
@@ -95,6 +96,8 @@ fn unfiltered<T: FilteredValue>(list: &[FilteredRecord]) -> Result<Vec<Filtered<
         .collect()
 }
 
+// Public for the `testing` feature's fuzzers only.
+#[cfg_attr(not(feature = "testing"), allow(unreachable_pub))]
 impl ClusterRecord {
     /// The record of `spec` as created with `token`, `subnet`, `images` and
     /// `privileged`.
@@ -174,11 +177,6 @@ impl ClusterRecord {
         serde_json::to_string_pretty(self).expect("a record always serialises")
     }
 
-    /// The cluster name.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
     /// The token every node shares.
     pub fn token(&self) -> Result<Token> {
         Token::new(&self.token)
@@ -249,7 +247,7 @@ impl ClusterRecord {
     }
 
     /// How many servers and agents the cluster was created with.
-    pub fn created_counts(&self) -> (u32, u32) {
+    pub(crate) fn created_counts(&self) -> (u32, u32) {
         (self.servers, self.agents)
     }
 }

@@ -134,7 +134,25 @@ fn sans() {
     assert!(
         spec.warnings()
             .iter()
-            .any(|w| w.contains("unspecified address"))
+            .any(|w| matches!(w, Warning::San(m) if m.contains("unspecified address")))
+    );
+    // The etcd member count is topgun-etcd's to judge: an even count warns,
+    // more than it allows is refused.
+    let spec = ClusterSpec::builder("a")
+        .datastore(Datastore::etcd(4))
+        .build()
+        .unwrap();
+    assert!(spec.warnings().iter().any(|w| matches!(
+        w,
+        Warning::Etcd(topgun_etcd::SpecWarning::EvenMembers { members: 4 })
+    )));
+    let too_many = ClusterSpec::builder("a")
+        .datastore(Datastore::etcd(topgun_etcd::MAX_MEMBERS as u32 + 1))
+        .build()
+        .unwrap_err();
+    assert!(
+        too_many.to_string().contains("must be from 1 to 7"),
+        "{too_many}"
     );
 }
 

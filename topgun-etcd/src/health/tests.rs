@@ -1,5 +1,7 @@
 //! Table-driven tests of the pure verdict.
 
+use std::time::Duration;
+
 use super::*;
 
 const CLUSTER: u64 = 0xc1;
@@ -125,20 +127,6 @@ fn json_uses_hex_ids_and_milliseconds() {
         took: Duration::from_micros(1500),
     };
     insta::assert_json_snapshot!(report);
-}
-
-#[test]
-fn key_prefixes() {
-    assert_eq!(key_prefix("/registry/pods/default/x", 2), "/registry/pods");
-    assert_eq!(key_prefix("/registry/pods/default/x", 1), "/registry");
-    assert_eq!(key_prefix("/registry/health", 3), "/registry/health");
-    assert_eq!(key_prefix("/bootstrap/abc", 2), "/bootstrap/abc");
-    assert_eq!(key_prefix("plain", 2), "plain");
-    assert_eq!(key_prefix("a/b/c", 2), "a/b");
-    assert_eq!(key_prefix("/x", 0), "/x");
-    assert_eq!(prefix_end(b"/registry/"), b"/registry0".to_vec());
-    assert_eq!(prefix_end(b"a\xff"), b"b".to_vec());
-    assert_eq!(prefix_end(b""), vec![0]);
 }
 
 #[test]

@@ -4,10 +4,9 @@
 
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -232,65 +231,8 @@ pub fn openssl(args: &[&str]) -> String {
 }
 
 /// `openssl s_server` on 127.0.0.1 at a free port, killed on drop.
-pub struct OpensslServer {
-    pub port: u16,
-    child: Child,
-}
-
-impl Drop for OpensslServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl OpensslServer {
-    /// Starts `openssl s_server -cert CERT -key KEY` plus `extra` args and
-    /// waits until it accepts connections.
-    pub fn start(cert: &Path, key: &Path, extra: &[&str]) -> Self {
-        require_openssl();
-        for _attempt in 0..5 {
-            let port = free_port();
-            let accept = format!("127.0.0.1:{port}");
-            let mut child = Command::new("openssl")
-                .arg("s_server")
-                .args(["-accept", &accept])
-                .arg("-cert")
-                .arg(cert)
-                .arg("-key")
-                .arg(key)
-                .args(["-ign_eof", "-naccept", "1000"])
-                .args(extra)
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("spawning openssl s_server");
-            let stdout = child.stdout.take().unwrap();
-            let (tx, rx) = std::sync::mpsc::channel();
-            std::thread::spawn(move || {
-                let mut sent = false;
-                for line in BufReader::new(stdout).lines() {
-                    let Ok(line) = line else { break };
-                    if !sent && line.trim() == "ACCEPT" {
-                        let _ = tx.send(());
-                        sent = true;
-                    }
-                }
-            });
-            let server = OpensslServer { port, child };
-            if rx.recv_timeout(Duration::from_secs(5)).is_ok() {
-                return server;
-            }
-            // Lost the race for the port, or failed to start: try again.
-        }
-        panic!("openssl s_server did not start (tried 5 ports)");
-    }
-
-    pub fn addr(&self) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.port))
-    }
-}
+#[allow(unused_imports)]
+pub use topgun_tls::testing::OpensslServer;
 
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
