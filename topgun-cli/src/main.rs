@@ -8,9 +8,15 @@
 mod cli;
 mod commands;
 mod output;
+mod precedence;
 
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // A shell asking for completions (`TOPGUN_COMPLETE=bash topgun -- ...`, from the
+    // script `topgun completions` prints) is answered here, before parsing.
+    clap_complete::CompleteEnv::with_factory(cli::command)
+        .var(commands::completions::COMPLETE_VAR)
+        .complete();
     commands::run(<cli::Cli as clap::Parser>::parse())
 }

@@ -77,14 +77,34 @@ pub fn progress_status(message: Option<&str>) {
     let _ = err.flush();
 }
 
+/// Writes `text` to stdout. A reader that went away (`topgun list | head`)
+/// ends the process quietly, as `cat` does, instead of a panic.
+fn stdout(text: &str) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        error(&anyhow::Error::new(e).context("cannot write to stdout"));
+        std::process::exit(1);
+    }
+}
+
 /// Prints a result line to stdout.
 pub fn result(text: &str) {
-    println!("{text}");
+    stdout(&format!("{text}\n"));
 }
 
 /// Prints `value` as pretty JSON to stdout.
 pub fn json<T: Serialize>(value: &T) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
+    stdout(&format!("{}\n", serde_json::to_string_pretty(value)?));
+    Ok(())
+}
+
+/// Prints `value` as YAML on stdout.
+pub fn yaml<T: Serialize>(value: &T) -> anyhow::Result<()> {
+    stdout(&serde_norway::to_string(value)?);
     Ok(())
 }
 

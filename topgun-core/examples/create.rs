@@ -12,8 +12,6 @@
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
-use std::sync::Arc;
-
 use topgun_core::{Cluster, ClusterSpec, CreateOptions, Datastore};
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -59,7 +57,8 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
             f.remove.as_secs_f64()
         );
     }
-    let options = CreateOptions::new().progress(Arc::new(|event| eprintln!("  {event}")));
+    let options =
+        CreateOptions::new().progress(topgun_core::Progress::new(|event| eprintln!("  {event}")));
     let cancel = async {
         let _ = tokio::signal::ctrl_c().await;
     };

@@ -16,6 +16,24 @@ use crate::runtime::{self, CreateOptions, Created};
 use crate::spec::{ClusterSpec, Role};
 use crate::{Error, Result};
 
+/// What a create would do ([`Cluster::plan`]): serialise it (YAML or JSON)
+/// to show it. Keys and the token are redacted.
+#[derive(Debug, Clone)]
+pub struct Plan(crate::plan::ClusterPlan);
+
+impl Plan {
+    /// What the plan warns about (the spec's warnings and the plan's).
+    pub fn warnings(&self) -> &[crate::Warning] {
+        &self.0.warnings
+    }
+}
+
+impl serde::Serialize for Plan {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
 /// A cluster on a Docker engine, by name. It holds no other state: every
 /// call asks Docker (by labels).
 #[derive(Debug, Clone)]
@@ -73,6 +91,16 @@ impl Cluster {
             name: name.to_owned(),
             created: None,
         })
+    }
+
+    /// What a create of `spec` would do now, without doing it: the same
+    /// checks and choices as [`Cluster::create`] (images present, name and
+    /// ports free, a free subnet, host ports, certificates), then the plan:
+    /// network, volumes, files, every container's full create body, and the
+    /// start phases with their readiness gates. Docker is only read. Secrets
+    /// (keys, the token) are redacted when the plan is serialised.
+    pub async fn plan(docker: &Docker, spec: &ClusterSpec) -> Result<Plan> {
+        runtime::plan_only(docker, spec).await.map(Plan)
     }
 
     /// A handle on cluster `name` without asking Docker whether it exists:

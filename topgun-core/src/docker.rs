@@ -42,16 +42,13 @@ pub async fn connect() -> Result<Docker> {
 /// Connects to the daemon at `host` (`unix:///path`, `tcp://host:port` or
 /// `http://host:port`) and negotiates the API version.
 pub(crate) async fn connect_to(host: &str) -> Result<Docker> {
-    let host = host.to_owned();
-    let unreachable = |reason: String| Error::DockerUnreachable {
-        host: host.clone(),
-        reason,
+    let unreachable = |source: bollard::errors::Error| Error::DockerUnreachable {
+        host: host.to_owned(),
+        reason: describe_connect_error(&source),
+        source,
     };
-    let docker = Docker::connect_with_host(&host).map_err(|e| unreachable(e.to_string()))?;
-    docker
-        .negotiate_version()
-        .await
-        .map_err(|e| unreachable(describe_connect_error(&e)))
+    let docker = Docker::connect_with_host(host).map_err(unreachable)?;
+    docker.negotiate_version().await.map_err(unreachable)
 }
 
 pub(crate) fn describe_connect_error(e: &bollard::errors::Error) -> String {
@@ -300,5 +297,10 @@ mod tests {
         assert!(err.contains("unix:///var/run/docker.sock"), "{err}");
         let err = connect_to("ftp://nowhere").await.unwrap_err().to_string();
         assert!(err.contains("ftp://nowhere"), "{err}");
+        // bollard's error is kept as the source; the operation failed.
+        let err = connect_to(&socket).await.unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::Failed);
+        let source = std::error::Error::source(&err).expect("a source");
+        assert!(source.is::<bollard::errors::Error>(), "{source:?}");
     }
 }

@@ -24,8 +24,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bollard::Docker;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls_pki_types::ServerName;
 use sha2::Digest;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -244,13 +243,38 @@ impl Engine {
         }
     }
 
-    fn failed(&self, layer: &str, problem: impl Into<String>, fix: &str) -> Error {
+    fn failed(&self, layer: &'static str, problem: impl Into<String>, fix: &'static str) -> Error {
+        self.error(layer, problem.into(), fix, None)
+    }
+
+    /// [`Engine::failed`] because of `source`; the problem reads
+    /// `problem: source`.
+    fn failed_by(
+        &self,
+        layer: &'static str,
+        problem: impl Into<String>,
+        fix: &'static str,
+        source: impl Into<crate::error::BoxError>,
+    ) -> Error {
+        let source = source.into();
+        let problem = format!("{}: {source}", problem.into());
+        self.error(layer, problem, fix, Some(source))
+    }
+
+    fn error(
+        &self,
+        layer: &'static str,
+        problem: String,
+        fix: &'static str,
+        source: Option<crate::error::BoxError>,
+    ) -> Error {
         Error::Engine {
             url: self.url.clone(),
             source_of: self.describe_source(),
-            layer: layer.to_owned(),
-            problem: problem.into(),
-            fix: fix.to_owned(),
+            layer,
+            problem,
+            fix,
+            source,
         }
     }
 }
@@ -265,8 +289,8 @@ pub(crate) fn config_dir(env: &dyn Fn(&str) -> Option<String>) -> PathBuf {
 }
 
 /// A small file (docker's config, a context's meta, PEM), read bounded.
-fn read_small(path: &Path) -> std::result::Result<String, String> {
-    topgun_tls::read::bounded_text(path, 1 << 20).map_err(|e| e.to_string())
+fn read_small(path: &Path) -> topgun_tls::Result<String> {
+    topgun_tls::read::bounded_text(path, 1 << 20)
 }
 
 fn context_hash(name: &str) -> String {
@@ -435,10 +459,11 @@ pub(crate) async fn connect(engine: &Engine) -> Result<Docker> {
                 let dialer = Dialer::Tls {
                     addr: std::net::SocketAddr::new(ip, *port),
                     name: ServerName::try_from(host.clone()).map_err(|e| {
-                        engine.failed(
+                        engine.failed_by(
                             "TLS",
-                            format!("{host:?} is not a valid server name: {e}"),
+                            format!("{host:?} is not a valid server name"),
                             "",
+                            e,
                         )
                     })?,
                     config: tls,
@@ -464,10 +489,11 @@ pub(crate) async fn connect(engine: &Engine) -> Result<Docker> {
     };
     tracing::debug!(engine = %engine.url, "negotiating the API version");
     docker.negotiate_version().await.map_err(|e| {
-        engine.failed(
+        engine.error(
             "engine API",
             crate::docker::describe_connect_error(&e),
             "the engine answered but its API did not; is it a Docker engine?",
+            Some(Box::new(e)),
         )
     })
 }
@@ -478,8 +504,8 @@ async fn resolve(engine: &Engine, host: &str, port: u16) -> Result<IpAddr> {
     }
     let found = tokio::time::timeout(STEP_TIMEOUT, tokio::net::lookup_host((host, port)))
         .await
-        .map_err(|_| engine.failed("DNS", format!("no answer for {host:?}"), ""))?
-        .map_err(|e| engine.failed("DNS", format!("cannot resolve {host:?}: {e}"), ""))?
+        .map_err(|e| engine.failed_by("DNS", format!("no answer for {host:?}"), "", e))?
+        .map_err(|e| engine.failed_by("DNS", format!("cannot resolve {host:?}"), "", e))?
         .map(|a| a.ip())
         .collect::<Vec<_>>();
     found
@@ -535,55 +561,43 @@ pub(crate) fn ssh_argv(endpoint: &Endpoint) -> Vec<String> {
 }
 
 fn tls_config(engine: &Engine, dir: &Path) -> Result<Arc<rustls::ClientConfig>> {
+    use topgun_tls::{ClientCert, ClientIdentity, Roots, ServerTrust};
     let read = |file: &str| read_small(&dir.join(file));
     let ca = read("ca.pem").map_err(|e| {
-        engine.failed(
+        engine.failed_by(
             "TLS",
-            format!("cannot read the CA: {e}"),
+            "cannot read the CA",
             "DOCKER_CERT_PATH (or the context's TLS directory) must hold ca.pem, cert.pem and key.pem",
+            e,
         )
     })?;
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(ca.as_bytes()) {
-        let cert = cert.map_err(|e| engine.failed("TLS", format!("ca.pem is not PEM: {e}"), ""))?;
-        roots
-            .add(cert)
-            .map_err(|e| engine.failed("TLS", format!("ca.pem is unusable: {e}"), ""))?;
-    }
-    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| engine.failed("TLS", e.to_string(), ""))?
-    .with_root_certificates(roots);
+    let roots = Roots::from_pem_or_der(ca.as_bytes(), "ca.pem")
+        .map_err(|e| engine.failed_by("TLS", "ca.pem is unusable", "", e))?;
     let key_path = dir.join("key.pem");
-    let config = if !key_path.exists() && !dir.join("cert.pem").exists() {
+    let identity = if !key_path.exists() && !dir.join("cert.pem").exists() {
         // No client identity: the engine says whether it wants one.
-        builder.with_no_client_auth()
+        None
     } else {
         check_key_mode(engine, &key_path)?;
-        let cert = read("cert.pem").map_err(|e| {
-            engine.failed(
-                "TLS",
-                format!("cannot read the client certificate: {e}"),
-                "",
-            )
-        })?;
+        let cert = read("cert.pem")
+            .map_err(|e| engine.failed_by("TLS", "cannot read the client certificate", "", e))?;
         let key = read("key.pem")
-            .map_err(|e| engine.failed("TLS", format!("cannot read the client key: {e}"), ""))?;
-        let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert.as_bytes())
-            .collect::<std::result::Result<_, _>>()
-            .map_err(|e| engine.failed("TLS", format!("cert.pem is not PEM: {e}"), ""))?;
-        let key = PrivateKeyDer::from_pem_slice(key.as_bytes())
-            .map_err(|e| engine.failed("TLS", format!("key.pem is not a PEM key: {e}"), ""))?;
-        builder.with_client_auth_cert(chain, key).map_err(|e| {
-            engine.failed("TLS", format!("the client identity is unusable: {e}"), "")
-        })?
+            .map_err(|e| engine.failed_by("TLS", "cannot read the client key", "", e))?;
+        Some(
+            ClientIdentity::from_pem(cert.as_bytes(), key.as_bytes(), "the client")
+                .map_err(|e| engine.failed_by("TLS", "cert.pem and key.pem are unusable", "", e))?,
+        )
     };
+    let mut config = topgun_tls::client_config(
+        ServerTrust::Roots(&roots),
+        identity
+            .as_ref()
+            .map_or(ClientCert::None, ClientCert::Identity),
+    )
+    .map_err(|e| engine.failed_by("TLS", "the client identity is unusable", "", e))?;
     // No session resumption: every connection makes a full handshake with
     // the client certificate, as the docker CLI's does (some TLS fronts,
     // e.g. socat with client verification, fail resumed handshakes).
-    let mut config = config;
     config.resumption = rustls::client::Resumption::disabled();
     Ok(Arc::new(config))
 }
@@ -591,16 +605,19 @@ fn tls_config(engine: &Engine, dir: &Path) -> Result<Arc<rustls::ClientConfig>> 
 fn check_key_mode(engine: &Engine, key: &Path) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let meta = std::fs::metadata(key)
-        .map_err(|e| engine.failed("TLS", format!("cannot read {}: {e}", key.display()), ""))?;
+        .map_err(|e| engine.failed_by("TLS", format!("cannot read {}", key.display()), "", e))?;
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
+        // The fix names the file, so it goes with the problem.
         return Err(engine.failed(
             "TLS",
             format!(
-                "the client key {} is readable by others (mode {mode:04o})",
+                "the client key {} is readable by others (mode {mode:04o}); make it private: \
+                 `chmod 600 {}`",
+                key.display(),
                 key.display()
             ),
-            &format!("chmod 600 {}", key.display()),
+            "",
         ));
     }
     Ok(())
@@ -621,11 +638,13 @@ enum Dialer {
 trait Duplex: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Duplex for T {}
 
-/// Why a dial failed: the layer and the problem.
+/// Why a dial failed: the layer and the problem, and the I/O error when
+/// there is one.
 struct DialError {
     layer: &'static str,
     problem: String,
     fix: &'static str,
+    source: Option<std::io::Error>,
 }
 
 impl Dialer {
@@ -638,11 +657,13 @@ impl Dialer {
                         layer: "TCP",
                         problem: format!("no answer from {addr}"),
                         fix: "",
+                        source: None,
                     })?
                     .map_err(|e| DialError {
                         layer: "TCP",
                         problem: format!("cannot connect to {addr}: {e}"),
                         fix: "",
+                        source: Some(e),
                     })?;
                 let _ = tcp.set_nodelay(true);
                 let connector = tokio_rustls::TlsConnector::from(config.clone());
@@ -652,12 +673,14 @@ impl Dialer {
                         layer: "TLS handshake",
                         problem: "no answer".to_owned(),
                         fix: "",
+                        source: None,
                     })?
                     .map_err(|e| DialError {
                         layer: "TLS handshake",
                         problem: e.to_string(),
                         fix: "check that ca.pem is the CA that signed the engine's certificate \
                               and that the certificate names the host you dial",
+                        source: Some(e),
                     })?;
                 Ok(Box::new(tls))
             }
@@ -673,6 +696,7 @@ impl Dialer {
                         layer: "ssh",
                         problem: format!("cannot run {}: {e}", argv[0]),
                         fix: "install an OpenSSH client",
+                        source: Some(e),
                     })?;
                 Ok(Box::new(SshStream::new(child)))
             }
@@ -807,7 +831,7 @@ async fn serve(engine: &Engine, dialer: Dialer) -> Result<Docker> {
         120,
         bollard::API_DEFAULT_VERSION,
     )
-    .map_err(|e| engine.failed("engine API", e.to_string(), ""))
+    .map_err(|e| engine.failed_by("engine API", "cannot make a client", "", e))
 }
 
 /// hyper's connector: every new connection is one the dialer makes.
@@ -896,7 +920,10 @@ impl tokio::io::AsyncWrite for Conn {
 }
 
 async fn probe(engine: &Engine, dialer: &Dialer) -> Result<()> {
-    let fail = |e: DialError| engine.failed(e.layer, e.problem, e.fix);
+    let fail = |e: DialError| {
+        let source = e.source.map(|s| Box::new(s) as crate::error::BoxError);
+        engine.error(e.layer, e.problem, e.fix, source)
+    };
     let mut stream = dialer.dial().await.map_err(fail)?;
     let ping = b"GET /_ping HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n";
     let exchange = async {
@@ -924,14 +951,15 @@ async fn probe(engine: &Engine, dialer: &Dialer) -> Result<()> {
     match answer {
         Ok(Ok(got)) if got.starts_with(b"HTTP/1.") => Ok(()),
         other => {
-            let io_problem = match other {
-                Err(_) => "no answer".to_owned(),
-                Ok(Err(e)) => e.to_string(),
+            let (io_problem, io_error) = match other {
+                Err(_) => ("no answer".to_owned(), None),
+                Ok(Err(e)) => (e.to_string(), Some(e)),
                 Ok(Ok(got)) if got.is_empty() => {
-                    "the connection closed without an answer".to_owned()
+                    ("the connection closed without an answer".to_owned(), None)
                 }
-                Ok(Ok(_)) => "the answer is not HTTP".to_owned(),
+                Ok(Ok(_)) => ("the answer is not HTTP".to_owned(), None),
             };
+            let source = io_error.map(|e| Box::new(e) as crate::error::BoxError);
             if fix_tls {
                 let lower = io_problem.to_ascii_lowercase();
                 let fix = if lower.contains("certificaterequired")
@@ -946,7 +974,7 @@ async fn probe(engine: &Engine, dialer: &Dialer) -> Result<()> {
                 } else {
                     ""
                 };
-                return Err(engine.failed(layer, io_problem, fix));
+                return Err(engine.error(layer, io_problem, fix, source));
             }
             // ssh: its stderr says why.
             drop(stream);
@@ -957,7 +985,7 @@ async fn probe(engine: &Engine, dialer: &Dialer) -> Result<()> {
             } else {
                 stderr.trim().lines().last().unwrap_or_default().to_owned()
             };
-            Err(engine.failed(layer, problem, fix))
+            Err(engine.error(layer, problem, fix, source))
         }
     }
 }
@@ -1148,6 +1176,130 @@ mod tests {
         assert!(err.contains("tcp://127.0.0.3:2376"), "{err}");
         std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
         check_key_mode(&engine, &key).unwrap();
+    }
+
+    #[test]
+    fn tls_files_make_one_client_config_and_errors_keep_their_source() {
+        use std::os::unix::fs::PermissionsExt;
+        use topgun_tls::{CaParams, CertUsage, CertificateAuthority, LeafParams};
+        let ca = CertificateAuthority::generate(&CaParams::new("docker-ca")).unwrap();
+        let client = ca
+            .issue(&LeafParams::new("client", CertUsage::Client))
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Engine::new("tcp://127.0.0.3:2376", Source::DockerHost, None).unwrap();
+        let source_of = |e: &Error| {
+            let source = std::error::Error::source(e).expect("a source");
+            assert!(source.is::<topgun_tls::Error>(), "{source:?}");
+        };
+
+        // No ca.pem.
+        let err = tls_config(&engine, dir.path()).unwrap_err();
+        assert!(err.to_string().contains("cannot read the CA"), "{err}");
+        assert!(matches!(&err, Error::Engine { layer, .. } if *layer == "TLS"));
+        source_of(&err);
+
+        // A CA only: no client certificate, no resumption.
+        std::fs::write(dir.path().join("ca.pem"), ca.cert_pem()).unwrap();
+        let config = tls_config(&engine, dir.path()).unwrap();
+        assert!(!config.client_auth_cert_resolver.has_certs());
+        assert!(format!("{:?}", config.resumption).contains("Disabled"));
+
+        // With the client's certificate and key.
+        std::fs::write(dir.path().join("cert.pem"), &client.cert_pem).unwrap();
+        let key = dir.path().join("key.pem");
+        std::fs::write(&key, client.key_pem.expose()).unwrap();
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let config = tls_config(&engine, dir.path()).unwrap();
+        assert!(config.client_auth_cert_resolver.has_certs());
+
+        // A key that is not one: named, never shown.
+        let bogus =
+            "-----BEGIN PRIVATE KEY-----\nc2VjcmV0LWtleS10ZXh0\n-----END PRIVATE KEY-----\n";
+        std::fs::write(&key, bogus).unwrap();
+        let err = tls_config(&engine, dir.path()).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("cert.pem and key.pem are unusable"), "{text}");
+        assert!(!text.contains("c2VjcmV0"), "{text}");
+        source_of(&err);
+
+        // A CA that is not PEM.
+        std::fs::write(dir.path().join("ca.pem"), "not a certificate").unwrap();
+        let err = tls_config(&engine, dir.path()).unwrap_err();
+        assert!(err.to_string().contains("ca.pem is unusable"), "{err}");
+        assert_eq!(err.kind(), crate::ErrorKind::Failed);
+        source_of(&err);
+    }
+
+    /// A TLS engine that wants a client certificate: openssl s_server
+    /// (`-www` answers the probe's `GET /_ping`, but is no Docker API).
+    #[tokio::test]
+    async fn a_tls_engine_is_dialled_with_the_client_certificate() {
+        use std::os::unix::fs::PermissionsExt;
+        use topgun_tls::{CaParams, CertUsage, CertificateAuthority, LeafParams};
+        let ca = CertificateAuthority::generate(&CaParams::new("docker-ca")).unwrap();
+        let server = ca
+            .issue(
+                &LeafParams::new("engine", CertUsage::Server)
+                    .with_sans(topgun_tls::parse_san_list("127.0.0.1").unwrap()),
+            )
+            .unwrap();
+        let client = ca
+            .issue(&LeafParams::new("client", CertUsage::Client))
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let file = |name: &str, text: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+            path
+        };
+        let ca_file = file("ca.pem", ca.cert_pem());
+        let openssl = topgun_tls::testing::OpensslServer::start(
+            &file("server.pem", &server.cert_pem),
+            &file("server-key.pem", server.key_pem.expose()),
+            &["-www", "-Verify", "1", "-CAfile", ca_file.to_str().unwrap()],
+        )
+        .expect("openssl s_server");
+        let url = format!("tcp://127.0.0.1:{}", openssl.port());
+        let engine = Engine::new(&url, Source::DockerHost, Some(dir.path().to_owned())).unwrap();
+
+        // Without a client certificate the engine refuses the client.
+        let Err(err) = connect(&engine).await else {
+            panic!("connected without a client certificate");
+        };
+        assert!(
+            matches!(
+                &err,
+                Error::Engine {
+                    layer: "TLS handshake",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(err.to_string().contains("refused this client"), "{err}");
+        let source = std::error::Error::source(&err).expect("the handshake's error");
+        assert!(source.is::<std::io::Error>(), "{source:?}");
+
+        // With one, TLS and the probe pass; the API is not Docker's.
+        file("cert.pem", &client.cert_pem);
+        file("key.pem", client.key_pem.expose());
+        let Err(err) = connect(&engine).await else {
+            panic!("s_server is no Docker engine");
+        };
+        assert!(
+            matches!(
+                &err,
+                Error::Engine {
+                    layer: "engine API",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let source = std::error::Error::source(&err).expect("bollard's error");
+        assert!(source.is::<bollard::errors::Error>(), "{source:?}");
     }
 
     #[test]

@@ -29,7 +29,7 @@
 //! so the older `a` may win at a node's next start: import such sets
 //! together, or the name alone each time.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -59,7 +59,7 @@ const CHUNK: u64 = 64 * 1024;
 const OUTPUT_KEPT: usize = 4096;
 
 /// How to import.
-#[derive(Clone, Default)]
+#[derive(Debug, Clone, Default)]
 #[non_exhaustive]
 pub struct ImportOptions {
     /// Only these nodes (servers and agents), each of which must run; `None`
@@ -67,15 +67,6 @@ pub struct ImportOptions {
     pub nodes: Option<NodeFilter>,
     /// Receives progress events.
     pub progress: Option<Progress>,
-}
-
-impl std::fmt::Debug for ImportOptions {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ImportOptions")
-            .field("nodes", &self.nodes)
-            .field("progress", &self.progress.is_some())
-            .finish()
-    }
 }
 
 impl ImportOptions {
@@ -533,23 +524,23 @@ struct ExecOutcome {
 }
 
 impl ExecOutcome {
-    /// `` `cmd` exited with N: <last lines> ``
-    fn failure(&self, cmd: &[&str]) -> String {
+    /// `Ok` when `cmd` exited with 0 and got its input whole; else an
+    /// [`Error::NodeCommand`] with the last lines of its output.
+    fn result(self, cmd: &[&str]) -> Result<()> {
+        if self.code == 0 && self.fed.is_ok() {
+            return Ok(());
+        }
         let lines: Vec<&str> = self
             .output
             .lines()
             .filter(|l| !l.trim().is_empty())
             .collect();
-        let tail = lines[lines.len().saturating_sub(10)..].join(" | ");
-        let mut text = format!("`{}` exited with {}", cmd.join(" "), self.code);
-        if !tail.is_empty() {
-            text.push_str(": ");
-            text.push_str(&tail);
-        }
-        if let Err(e) = &self.fed {
-            text.push_str(&format!(" (the archive could not be sent whole: {e})"));
-        }
-        text
+        Err(Error::NodeCommand {
+            command: cmd.join(" "),
+            code: self.code,
+            output: lines[lines.len().saturating_sub(10)..].join(" | "),
+            source: self.fed.err(),
+        })
     }
 }
 
@@ -642,25 +633,18 @@ async fn exec(
 }
 
 /// `k3s ctr images import FILE` in `node`, where `FILE` is a path in the
-/// node, or `-` with the archive streamed to its stdin; the error is a
-/// sentence.
+/// node, or `-` with the archive streamed to its stdin.
 async fn ctr_import(
     docker: &Docker,
     node: &str,
     file: &str,
     input: Option<Input>,
     size: u64,
-) -> std::result::Result<(), String> {
+) -> Result<()> {
     let cmd = ["k3s", "ctr", "images", "import", file];
-    match exec(docker, node, &cmd, input, step_limit(size)).await {
-        Ok(out) if out.code != 0 => Err(out.failure(&cmd)),
-        Ok(ExecOutcome { fed: Err(e), .. }) => Err(format!(
-            "`{}` exited with 0, but the archive could not be sent to it: {e}",
-            cmd.join(" ")
-        )),
-        Ok(_) => Ok(()),
-        Err(e) => Err(e.to_string()),
-    }
+    exec(docker, node, &cmd, input, step_limit(size))
+        .await?
+        .result(&cmd)
 }
 
 /// Inspects every image on the host engine: its id and size.
@@ -791,7 +775,7 @@ pub(crate) async fn import_images(
         .map(|n| (n, false))
         .chain(plan.direct.iter().map(|n| (n, true)));
     let archive = &archive;
-    let results: Vec<(String, std::result::Result<Duration, String>)> = stream::iter(jobs)
+    let results: Vec<(String, Result<Duration>)> = stream::iter(jobs)
         .map(|(node, direct)| {
             let shared_path = &shared_path;
             async move {
@@ -820,6 +804,7 @@ pub(crate) async fn import_images(
     let mut failures = Vec::new();
     let mut imported = Vec::new();
     let mut report = Vec::new();
+    let mut results: HashMap<String, Result<Duration>> = results.into_iter().collect();
     for node in plan.nodes() {
         let when = if plan.next_start.contains(node) {
             ImportWhen::NextStart
@@ -827,14 +812,13 @@ pub(crate) async fn import_images(
             ImportWhen::Now
         };
         let mut elapsed = None;
-        if let Some((_, r)) = results.iter().find(|(n, _)| *n == node.name) {
-            match r {
-                Ok(d) => {
-                    elapsed = Some(*d);
-                    imported.push(node.name.clone());
-                }
-                Err(e) => failures.push(format!("{}: {e}", node.name)),
+        match results.remove(&node.name) {
+            Some(Ok(d)) => {
+                elapsed = Some(d);
+                imported.push(node.name.clone());
             }
+            Some(Err(e)) => failures.push((node.name.clone(), e)),
+            None => {}
         }
         report.push(NodeImport {
             name: node.name.clone(),
@@ -870,12 +854,8 @@ pub(crate) async fn import_images(
 }
 
 /// Streams the archive into `k3s ctr images import -` in `node`.
-async fn import_direct(
-    docker: &Docker,
-    archive: &Archive,
-    node: &str,
-) -> std::result::Result<(), String> {
-    let body = archive.body().map_err(|e| e.to_string())?;
+async fn import_direct(docker: &Docker, archive: &Archive, node: &str) -> Result<()> {
+    let body = archive.body()?;
     ctr_import(docker, node, "-", Some(body.boxed()), archive.size).await
 }
 

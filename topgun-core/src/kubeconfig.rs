@@ -12,6 +12,7 @@ use serde_norway::{Mapping, Value};
 use topgun_tls::KeyPem;
 use topgun_tls::write::{FileMode, write_file_with_mode};
 
+use crate::error::KubeconfigProblem;
 use crate::{Error, Result};
 
 /// A kubeconfig as YAML text. It holds a client key: `Debug` is redacted.
@@ -71,12 +72,38 @@ fn parse(yaml: &str, what: &str) -> Result<Mapping> {
     match serde_norway::from_str::<Value>(yaml) {
         Ok(Value::Mapping(m)) => Ok(m),
         Ok(Value::Null) => Ok(Mapping::new()),
-        Ok(_) => Err(Error::Kubeconfig(format!("{what} is not a YAML mapping"))),
-        Err(e) => Err(Error::Kubeconfig(format!(
-            "{what} is not valid YAML: {}",
-            topgun_tls::redact::parser_message(&e.to_string())
-        ))),
+        Ok(_) => Err(Error::kubeconfig(
+            what,
+            KubeconfigProblem::NotAMapping {
+                entry: "the document".to_owned(),
+            },
+        )),
+        Err(e) => Err(Error::kubeconfig(what, KubeconfigProblem::Yaml(e))),
     }
+}
+
+/// The error for the file `path` (k3s's kubeconfig) whose bytes are not
+/// UTF-8.
+pub(crate) fn not_text(path: &str, e: std::string::FromUtf8Error) -> Error {
+    Error::kubeconfig(
+        path,
+        KubeconfigProblem::NotText {
+            field: "its text".to_owned(),
+            source: e.utf8_error(),
+        },
+    )
+}
+
+/// Reads kubeconfig YAML with topgun-tls's reader, the one that decides
+/// what kubectl would connect with; `what` names it in errors.
+fn read(yaml: &KubeconfigYaml, what: &str) -> Result<topgun_tls::Kubeconfig> {
+    topgun_tls::Kubeconfig::from_yaml(yaml.expose())
+        .map_err(|e| Error::kubeconfig(what, KubeconfigProblem::Read(Box::new(e))))
+}
+
+/// The first cluster entry's settings, if any.
+fn first_cluster(k: &topgun_tls::Kubeconfig) -> Option<&topgun_tls::kubeconfig::Cluster> {
+    k.clusters.first().map(|c| &c.cluster)
 }
 
 fn list_mut<'a>(doc: &'a mut Mapping, key: &str) -> &'a mut Vec<Value> {
@@ -97,25 +124,40 @@ fn name_of(v: &Value) -> Option<&str> {
 /// `server_url`, and the (single) cluster, context and user are renamed to
 /// `topgun-<cluster>`, which becomes the current context.
 pub(crate) fn rewrite(k3s_yaml: &str, cluster: &str, server_url: &str) -> Result<KubeconfigYaml> {
+    const WHAT: &str = "the kubeconfig k3s wrote";
     if server_url.contains("0.0.0.0") || server_url.contains("[::]") {
-        return Err(Error::Kubeconfig(format!(
-            "refusing to write the unspecified address into a kubeconfig: {server_url}"
-        )));
+        return Err(Error::kubeconfig(
+            WHAT,
+            KubeconfigProblem::Server {
+                url: server_url.to_owned(),
+                problem: "is the unspecified address, which clients cannot dial; refusing to \
+                          write it into a kubeconfig",
+            },
+        ));
     }
-    let mut doc = parse(k3s_yaml, "the kubeconfig k3s wrote")?;
+    let mut doc = parse(k3s_yaml, WHAT)?;
     let name = entry_name(cluster);
     let mut renamed = std::collections::HashMap::new();
     for key in ["clusters", "users"] {
         let list = list_mut(&mut doc, key);
         if list.len() != 1 {
-            return Err(Error::Kubeconfig(format!(
-                "the kubeconfig k3s wrote has {} {key}, expected one",
-                list.len()
-            )));
+            return Err(Error::kubeconfig(
+                WHAT,
+                KubeconfigProblem::Count {
+                    list: key,
+                    found: list.len(),
+                    expected: 1,
+                },
+            ));
         }
-        let entry = list[0]
-            .as_mapping_mut()
-            .ok_or_else(|| Error::Kubeconfig(format!("{key}[0] is not a mapping")))?;
+        let entry = list[0].as_mapping_mut().ok_or_else(|| {
+            Error::kubeconfig(
+                WHAT,
+                KubeconfigProblem::NotAMapping {
+                    entry: format!("{key}[0]"),
+                },
+            )
+        })?;
         if let Some(old) = entry.get("name").and_then(Value::as_str) {
             renamed.insert((key, old.to_owned()), name.clone());
         }
@@ -124,7 +166,15 @@ pub(crate) fn rewrite(k3s_yaml: &str, cluster: &str, server_url: &str) -> Result
             let c = entry
                 .get_mut("cluster")
                 .and_then(Value::as_mapping_mut)
-                .ok_or_else(|| Error::Kubeconfig("clusters[0] has no cluster".to_owned()))?;
+                .ok_or_else(|| {
+                    Error::kubeconfig(
+                        WHAT,
+                        KubeconfigProblem::Missing {
+                            entry: "clusters[0]".to_owned(),
+                            field: "cluster",
+                        },
+                    )
+                })?;
             c.insert(Value::from("server"), Value::from(server_url));
         }
     }
@@ -139,9 +189,14 @@ pub(crate) fn rewrite(k3s_yaml: &str, cluster: &str, server_url: &str) -> Result
         contexts.push(Value::Mapping(entry));
     }
     contexts.truncate(1);
-    let entry = contexts[0]
-        .as_mapping_mut()
-        .ok_or_else(|| Error::Kubeconfig("contexts[0] is not a mapping".to_owned()))?;
+    let entry = contexts[0].as_mapping_mut().ok_or_else(|| {
+        Error::kubeconfig(
+            WHAT,
+            KubeconfigProblem::NotAMapping {
+                entry: "contexts[0]".to_owned(),
+            },
+        )
+    })?;
     entry.insert("name".into(), name.as_str().into());
     if let Some(ctx) = entry.get_mut("context").and_then(Value::as_mapping_mut) {
         ctx.insert("cluster".into(), name.as_str().into());
@@ -159,21 +214,41 @@ pub(crate) fn rewrite(k3s_yaml: &str, cluster: &str, server_url: &str) -> Result
         }
     }
     let yaml = serde_norway::to_string(&doc)
-        .map_err(|e| Error::Kubeconfig(format!("cannot write YAML: {e}")))?;
+        .map_err(|e| Error::kubeconfig(WHAT, KubeconfigProblem::Write(e)))?;
     Ok(KubeconfigYaml(yaml))
 }
 
 /// The server URL of the first cluster in a kubeconfig.
 pub(crate) fn server_of(yaml: &KubeconfigYaml) -> Result<String> {
-    let doc = parse(yaml.expose(), "the kubeconfig")?;
-    doc.get("clusters")
-        .and_then(Value::as_sequence)
-        .and_then(|l| l.first())
-        .and_then(|c| c.get("cluster"))
-        .and_then(|c| c.get("server"))
-        .and_then(Value::as_str)
-        .map(str::to_owned)
-        .ok_or_else(|| Error::Kubeconfig("it has no cluster server".to_owned()))
+    const WHAT: &str = "the cluster's kubeconfig";
+    first_cluster(&read(yaml, WHAT)?)
+        .and_then(|c| c.server.clone())
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| {
+            Error::kubeconfig(
+                WHAT,
+                KubeconfigProblem::Missing {
+                    entry: "clusters[0].cluster".to_owned(),
+                    field: "server",
+                },
+            )
+        })
+}
+
+/// The API address of a kubeconfig whose first cluster's server is
+/// `https://IP:PORT`, as topgun writes it; with the server URL.
+pub(crate) fn api_address_of(yaml: &KubeconfigYaml) -> Result<(String, std::net::SocketAddr)> {
+    let server = server_of(yaml)?;
+    match server.strip_prefix("https://").and_then(|a| a.parse().ok()) {
+        Some(addr) => Ok((server, addr)),
+        None => Err(Error::kubeconfig(
+            "the cluster's kubeconfig",
+            KubeconfigProblem::Server {
+                url: server,
+                problem: "is not https://IP:PORT",
+            },
+        )),
+    }
 }
 
 /// The CA and client identity a kubeconfig's first cluster and user carry
@@ -188,27 +263,55 @@ pub(crate) struct Credentials {
     pub key_pem: KeyPem,
 }
 
-/// Extracts [`Credentials`] from kubeconfig YAML.
+/// Extracts [`Credentials`] from kubeconfig YAML: the first cluster's CA
+/// data and the first user's client certificate and key data.
 pub(crate) fn credentials(yaml: &KubeconfigYaml) -> Result<Credentials> {
-    let doc = parse(yaml.expose(), "the kubeconfig")?;
-    let first = |list: &str, inner: &str, field: &str| -> Result<String> {
-        let b64 = doc
-            .get(list)
-            .and_then(Value::as_sequence)
-            .and_then(|l| l.first())
-            .and_then(|c| c.get(inner))
-            .and_then(|c| c.get(field))
-            .and_then(Value::as_str)
-            .ok_or_else(|| Error::Kubeconfig(format!("{list}[0].{inner} has no {field}")))?;
+    const WHAT: &str = "the cluster's kubeconfig";
+    let k = read(yaml, WHAT)?;
+    let user = k.users.first().map(|u| &u.user);
+    let field = |value: Option<&str>, entry: &str, field: &'static str| -> Result<String> {
+        let b64 = value.ok_or_else(|| {
+            Error::kubeconfig(
+                WHAT,
+                KubeconfigProblem::Missing {
+                    entry: entry.to_owned(),
+                    field,
+                },
+            )
+        })?;
+        let compact: String = b64.split_whitespace().collect();
         let bytes = base64::engine::general_purpose::STANDARD
-            .decode(b64.trim())
-            .map_err(|e| Error::Kubeconfig(format!("{field} is not base64: {e}")))?;
-        String::from_utf8(bytes).map_err(|_| Error::Kubeconfig(format!("{field} is not PEM text")))
+            .decode(compact)
+            .map_err(|source| {
+                Error::kubeconfig(WHAT, KubeconfigProblem::Base64 { field, source })
+            })?;
+        String::from_utf8(bytes).map_err(|e| {
+            Error::kubeconfig(
+                WHAT,
+                KubeconfigProblem::NotText {
+                    field: field.to_owned(),
+                    source: e.utf8_error(),
+                },
+            )
+        })
     };
     Ok(Credentials {
-        ca_pem: first("clusters", "cluster", "certificate-authority-data")?,
-        cert_pem: first("users", "user", "client-certificate-data")?,
-        key_pem: KeyPem::new(first("users", "user", "client-key-data")?),
+        ca_pem: field(
+            first_cluster(&k).and_then(|c| c.certificate_authority_data.as_deref()),
+            "clusters[0].cluster",
+            "certificate-authority-data",
+        )?,
+        cert_pem: field(
+            user.and_then(|u| u.client_certificate_data.as_deref()),
+            "users[0].user",
+            "client-certificate-data",
+        )?,
+        key_pem: KeyPem::new(field(
+            user.and_then(|u| u.client_key_data.as_ref())
+                .map(topgun_tls::kubeconfig::Secret::expose),
+            "users[0].user",
+            "client-key-data",
+        )?),
     })
 }
 
@@ -235,11 +338,10 @@ impl FileLock {
                     std::thread::sleep(Duration::from_millis(20));
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    return Err(Error::Kubeconfig(format!(
-                        "{} is locked by another program; if none is running, remove {}",
-                        path.display(),
-                        lock.display()
-                    )));
+                    return Err(Error::kubeconfig(
+                        path.display().to_string(),
+                        KubeconfigProblem::Locked { lock },
+                    ));
                 }
                 Err(e) => return Err(Error::io("cannot lock", &lock, e)),
             }
@@ -287,7 +389,7 @@ fn write_doc(path: &Path, doc: &Mapping) -> Result<()> {
         .map(|m| m.permissions().mode() & 0o7777)
         .unwrap_or(FileMode::Secret.bits());
     let yaml = serde_norway::to_string(doc)
-        .map_err(|e| Error::Kubeconfig(format!("cannot write YAML: {e}")))?;
+        .map_err(|e| Error::kubeconfig(path.display().to_string(), KubeconfigProblem::Write(e)))?;
     write_file_with_mode(&target, yaml.as_bytes(), mode)?;
     Ok(())
 }
@@ -376,7 +478,7 @@ pub fn merge_into(
 ) -> Result<PathBuf> {
     let first = files
         .first()
-        .ok_or_else(|| Error::Kubeconfig("no kubeconfig file to merge into".to_owned()))?;
+        .ok_or_else(|| Error::kubeconfig("merge", KubeconfigProblem::NoFile))?;
     let new = parse(kubeconfig.expose(), "the new kubeconfig")?;
     let docs: Vec<Mapping> = files
         .iter()
@@ -497,35 +599,30 @@ pub(crate) fn merged_entry(
 ) -> Result<Option<(PathBuf, String, String)>> {
     let name = entry_name(cluster);
     for file in files {
-        let doc = read_existing(file)?;
-        let Some(entry) = doc
-            .get("clusters")
-            .and_then(Value::as_sequence)
-            .and_then(|l| l.iter().find(|c| name_of(c) == Some(name.as_str())))
-            .and_then(|c| c.get("cluster"))
-        else {
+        if !file.exists() {
+            continue;
+        }
+        let k = topgun_tls::Kubeconfig::from_path(file)?;
+        let Some(entry) = k.clusters.iter().find(|c| c.name == name) else {
             continue;
         };
-        let field = |key: &str| {
-            entry
-                .get(key)
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .trim()
-                .to_owned()
-        };
+        let field = |v: &Option<String>| v.as_deref().unwrap_or_default().trim().to_owned();
         return Ok(Some((
             file.clone(),
-            field("server"),
-            field("certificate-authority-data"),
+            field(&entry.cluster.server),
+            field(&entry.cluster.certificate_authority_data),
         )));
     }
     Ok(None)
 }
 
-/// The CA data (base64) of a kubeconfig's first cluster.
+/// The CA data (base64) of a kubeconfig's first cluster (empty if none).
 pub(crate) fn ca_data_of(yaml: &KubeconfigYaml) -> Result<String> {
-    Ok(first_ca_data(&parse(yaml.expose(), "the kubeconfig")?))
+    Ok(first_cluster(&read(yaml, "the cluster's kubeconfig")?)
+        .and_then(|c| c.certificate_authority_data.as_deref())
+        .unwrap_or_default()
+        .trim()
+        .to_owned())
 }
 
 /// The CA data of the first cluster of a parsed kubeconfig (empty if none).
@@ -584,6 +681,117 @@ users:
             .unwrap_err()
             .to_string();
         assert!(err.contains("unspecified"), "{err}");
+    }
+
+    /// The source of an [`Error::Kubeconfig`].
+    fn problem(e: &Error) -> &KubeconfigProblem {
+        let source = std::error::Error::source(e).expect("a source");
+        source
+            .downcast_ref::<KubeconfigProblem>()
+            .unwrap_or_else(|| panic!("not a KubeconfigProblem: {source:?}"))
+    }
+
+    const KEY_TEXT: &str = "c2VjcmV0LWtleS10ZXh0LXRoYXQtbXVzdC1ub3Qtc2hvdw";
+
+    #[test]
+    fn problems_are_typed_sources_and_never_show_keys() {
+        // Not YAML, with a key in the way: the parser's error is kept,
+        // its text is not shown.
+        let yaml = format!(
+            "users:\n- name: u\n  user:\n    client-key-data: [\"-----BEGIN PRIVATE KEY-----\\n{KEY_TEXT}\\n-----END PRIVATE KEY-----\"\n"
+        );
+        let err = rewrite(&yaml, "demo", "https://127.0.0.1:6550").unwrap_err();
+        assert!(
+            matches!(problem(&err), KubeconfigProblem::Yaml(_)),
+            "{err:?}"
+        );
+        assert!(problem(&err).yaml_error().is_some());
+        assert!(err.to_string().contains("not valid YAML"), "{err}");
+        for shown in [err.to_string(), format!("{err:?}")] {
+            assert!(!shown.contains(KEY_TEXT), "{shown}");
+        }
+        assert_eq!(err.kind(), crate::ErrorKind::Failed);
+
+        // Key data that is not base64: the decoder's error is the cause.
+        let bad = K3S.replace("S0VZ", &format!("{KEY_TEXT}!"));
+        let k = rewrite(&bad, "demo", "https://127.0.0.1:6550").unwrap();
+        let err = credentials(&k).unwrap_err();
+        let KubeconfigProblem::Base64 { field, .. } = problem(&err) else {
+            panic!("{err:?}");
+        };
+        assert_eq!(*field, "client-key-data");
+        let cause = std::error::Error::source(problem(&err)).unwrap();
+        assert!(cause.is::<base64::DecodeError>(), "{cause:?}");
+        for shown in [err.to_string(), format!("{err:?}")] {
+            assert!(!shown.contains(KEY_TEXT), "{shown}");
+        }
+
+        // A missing field names the entry.
+        let k = KubeconfigYaml::new(K3S.replace("    client-key-data: S0VZ\n", ""));
+        let err = credentials(&k).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "kubeconfig: the cluster's kubeconfig: users[0].user has no client-key-data"
+        );
+
+        // What topgun-tls's reader refuses is its error.
+        let err = server_of(&KubeconfigYaml::new("- a\n- b\n".to_owned())).unwrap_err();
+        let KubeconfigProblem::Read(tls) = problem(&err) else {
+            panic!("{err:?}");
+        };
+        assert!(tls.to_string().contains("not a kubeconfig"), "{tls}");
+        assert_eq!(err.kind(), crate::ErrorKind::Failed);
+
+        // Servers topgun does not dial.
+        let err = rewrite(K3S, "demo", "https://0.0.0.0:6550").unwrap_err();
+        assert!(matches!(problem(&err), KubeconfigProblem::Server { .. }));
+        let k = rewrite(K3S, "demo", "https://api.example:6550").unwrap();
+        let err = api_address_of(&k).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "kubeconfig: the cluster's kubeconfig: the server https://api.example:6550 is not \
+             https://IP:PORT"
+        );
+        let k = rewrite(K3S, "demo", "https://127.0.0.1:6550").unwrap();
+        assert_eq!(
+            api_address_of(&k).unwrap().1,
+            "127.0.0.1:6550".parse().unwrap()
+        );
+
+        // Text that is not UTF-8.
+        let err = not_text(
+            "/k3s.yaml",
+            String::from_utf8(vec![b'a', 0xff]).unwrap_err(),
+        );
+        assert!(
+            err.to_string()
+                .starts_with("kubeconfig: /k3s.yaml: its text is not text (not UTF-8)"),
+            "{err}"
+        );
+        let cause = std::error::Error::source(problem(&err)).unwrap();
+        assert!(cause.is::<std::str::Utf8Error>());
+    }
+
+    #[test]
+    fn a_merged_entry_is_read_back_from_the_file_that_holds_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config");
+        let demo = rewrite(K3S, "demo", "https://127.0.0.1:6550").unwrap();
+        merge(&path, &demo, false).unwrap();
+        let missing = dir.path().join("missing");
+        let (file, server, ca) = merged_entry(&[missing.clone(), path.clone()], "demo")
+            .unwrap()
+            .expect("the entry");
+        assert_eq!(
+            (file, server.as_str(), ca.as_str()),
+            (path.clone(), "https://127.0.0.1:6550", "Q0E=")
+        );
+        assert_eq!(ca, ca_data_of(&demo).unwrap());
+        assert!(
+            merged_entry(std::slice::from_ref(&path), "other")
+                .unwrap()
+                .is_none()
+        );
     }
 
     #[test]

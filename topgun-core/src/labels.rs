@@ -28,6 +28,10 @@ pub(crate) const NETWORK: &str = "dev.topgun.network";
 /// The node's hostname, lowercased (containers only).
 pub(crate) const HOSTNAME: &str = "dev.topgun.hostname";
 
+/// The name of the registry a container or volume belongs to (registries
+/// only; see `registry`).
+pub(crate) const REGISTRY: &str = "dev.topgun.registry";
+
 /// The role label value of the network.
 pub(crate) const ROLE_NETWORK: &str = "network";
 /// The role label value of the cluster's images volume.

@@ -27,6 +27,8 @@
 //!   [`Cluster::open`], [`Cluster::list`], then status, kubeconfig, stop and
 //!   start, nodes (add, delete, stop, start), image import and delete. It
 //!   holds no state: every call asks Docker, by labels.
+//! - [`Registry`] is a local image registry (create, list, delete); a
+//!   cluster creates or uses registries through [`ClusterSpec::registries`].
 //! - [`connect`] reaches the engine as the docker CLI would (flags through
 //!   [`select_engine`], `DOCKER_HOST`, docker contexts; unix, TLS, ssh);
 //!   [`Engine`] names engines and contexts.
@@ -56,21 +58,29 @@ mod lifecycle;
 mod lock;
 mod plan;
 mod progress;
+mod registry;
 mod runtime;
 mod spec;
 
 pub use bollard;
 
 // The handle and its operations.
-pub use cluster::Cluster;
-pub use error::{Error, ErrorKind, Result};
+pub use cluster::{Cluster, Plan};
+pub use error::{BoxError, Error, ErrorKind, KubeconfigProblem, Result};
 
 // What is asked for: the spec and its parts.
 pub use spec::{
     ApiEndpoint, CgroupnsMode, ClusterName, ClusterSpec, ClusterSpecBuilder, Datastore,
     DatastoreEndpoint, EndpointKind, EnvVar, EtcdDatastore, ExternalDatastore, Filtered,
-    FilteredValue, K3sArg, LoadBalancerSpec, NetworkSpec, NodeCounts, NodeFilter, PortMapping,
-    Protocol, Role, SanList, Subnet, Timeouts, Token, VolumeMount, Warning,
+    FilteredValue, K3dConversion, K3sArg, KubeconfigSpec, LoadBalancerSpec, NetworkSpec,
+    NodeCounts, NodeFilter, PortMapping, Protocol, Role, SanList, Subnet, Timeouts, Token,
+    VolumeMount, Warning, convert_k3d, convert_k3d_file,
+};
+
+// Registries: the handle, what is asked of them and what they are.
+pub use registry::{
+    RegistriesConfig, RegistriesSpec, Registry, RegistryDeleted, RegistryInfo, RegistryName,
+    RegistryRef, RegistrySpec,
 };
 
 // Options and results of the operations.

@@ -549,7 +549,7 @@ pub(crate) async fn status_with(
                     ),
                     None,
                 ),
-                Err(e) => (Some(Vec::new()), Some(e)),
+                Err(e) => (Some(Vec::new()), Some(e.to_string())),
             },
         },
     };
@@ -658,8 +658,11 @@ async fn etcd_client_tls(docker: &Docker, members: &[&NodeStatus]) -> Result<Cli
             let path = format!("{ETCD_CLIENT_DIR}/{file}");
             async move {
                 let bytes = archive::read_file(docker, &m.name, &path).await?;
-                String::from_utf8(bytes)
-                    .map_err(|_| Error::Kubeconfig(format!("{path} is not PEM text")))
+                String::from_utf8(bytes).map_err(|e| Error::Io {
+                    action: "cannot use the etcd client file",
+                    path: path.into(),
+                    source: std::io::Error::new(std::io::ErrorKind::InvalidData, e.utf8_error()),
+                })
             }
         };
         match tokio::try_join!(read("ca.crt"), read("client.crt"), read("client.key")) {
@@ -877,7 +880,7 @@ async fn api_status(docker: &Docker, view: &ClusterView) -> (ApiStatus, Option<K
         Ok(Ok((code, body))) => {
             status.detail = format!("HTTP {code}: {}", body.lines().last().unwrap_or_default())
         }
-        Ok(Err(e)) => status.detail = e,
+        Ok(Err(e)) => status.detail = e.to_string(),
         Err(e) => status.detail = e.to_string(),
     }
     match coverage {
@@ -907,6 +910,7 @@ async fn read_kubeconfig(docker: &Docker, view: &ClusterView) -> Result<Kubeconf
         .ok_or_else(|| Error::Api {
             url: api_name.clone(),
             reason: "the API is not published: the container is not running".to_owned(),
+            source: None,
         })?;
     let server = kubeconfig_server(
         label(&api.labels, labels::API_NAME),
@@ -925,13 +929,18 @@ async fn read_kubeconfig(docker: &Docker, view: &ClusterView) -> Result<Kubeconf
         match archive::read_file(docker, &s.name, KUBECONFIG_PATH).await {
             Ok(bytes) => {
                 let text = String::from_utf8(bytes)
-                    .map_err(|_| Error::Kubeconfig(format!("{KUBECONFIG_PATH} is not UTF-8")))?;
+                    .map_err(|e| kubeconfig::not_text(KUBECONFIG_PATH, e))?;
                 return kubeconfig::rewrite(&text, name, &server);
             }
             Err(e) => last = Some(e),
         }
     }
-    Err(last.unwrap_or_else(|| Error::Kubeconfig(format!("cluster {name} has no server"))))
+    Err(last.unwrap_or_else(|| {
+        Error::kubeconfig(
+            format!("cluster {name}"),
+            crate::error::KubeconfigProblem::NoServer,
+        )
+    }))
 }
 
 /// The kubeconfig of cluster `name`: read from a server through the archive
@@ -1045,6 +1054,11 @@ pub(crate) async fn delete(
             }
         }
     }
+    // Registries a cluster only used stay: they are disconnected, so that
+    // the network can go (one its create made carries its label and goes).
+    for n in &names {
+        crate::registry::detach_used(docker, n).await?;
+    }
     // One cluster: one pass now, and the passes until nothing is left after
     // the lock below (a create in flight is waited for there).
     let mut removed = match target {
@@ -1062,6 +1076,7 @@ pub(crate) async fn delete(
             std::time::Duration::from_secs(600),
         )
         .await?;
+        crate::registry::detach_used(docker, name).await?;
         let again = dockerx::remove_by_labels(docker, filters, std::time::Duration::ZERO).await?;
         removed.absorb(again);
     }

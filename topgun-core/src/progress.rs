@@ -157,14 +157,28 @@ fn ser_ms<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
 }
 
 /// Receives [`Event`]s; called from the runtime's tasks, so it must be
-/// quick and thread-safe.
-pub type Progress = Arc<dyn Fn(&Event) + Send + Sync>;
+/// quick and thread-safe. Cheap to clone.
+#[derive(Clone)]
+pub struct Progress(Arc<dyn Fn(&Event) + Send + Sync>);
+
+impl Progress {
+    /// Calls `f` with every event.
+    pub fn new(f: impl Fn(&Event) + Send + Sync + 'static) -> Self {
+        Progress(Arc::new(f))
+    }
+}
+
+impl std::fmt::Debug for Progress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Progress(..)")
+    }
+}
 
 /// Sends an event to an optional [`Progress`] and to `tracing`.
 pub(crate) fn emit(progress: &Option<Progress>, event: Event) {
     tracing::debug!(%event, "progress");
     if let Some(p) = progress {
-        p(&event);
+        (p.0)(&event);
     }
 }
 

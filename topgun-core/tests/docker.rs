@@ -145,7 +145,9 @@ async fn clusters_on_docker() {
     let events = Arc::new(std::sync::Mutex::new(Vec::new()));
     let sink = events.clone();
     let options = CreateOptions::new()
-        .progress(Arc::new(move |e| sink.lock().unwrap().push(e.to_string())))
+        .progress(topgun_core::Progress::new(move |e| {
+            sink.lock().unwrap().push(e.to_string())
+        }))
         .merge_kubeconfig(kubeconfig.clone(), true);
     let cluster = Cluster::create_with(docker.clone(), &spec, &options)
         .await

@@ -23,7 +23,8 @@ use topgun_core::ImageSet;
 use topgun_core::testing::{ClusterRecord, parse_duration};
 use topgun_core::{
     ApiEndpoint, ClusterSpec, Datastore, DatastoreEndpoint, EndpointKind, EnvVar, Filtered,
-    FilteredValue, K3sArg, NodeCounts, NodeFilter, PortMapping, Role, Subnet, Token, VolumeMount,
+    FilteredValue, K3sArg, KubeconfigYaml, NodeCounts, NodeFilter, PortMapping, Role, Subnet,
+    Token, VolumeMount, merge_kubeconfig,
 };
 
 const ROLES: [Role; 4] = [Role::Server, Role::Agent, Role::Etcd, Role::LoadBalancer];
@@ -119,8 +120,9 @@ fn reference_selects(text: &str, role: Role, index: u32) -> Option<bool> {
                 any |= matches!(role, Role::Server | Role::Agent);
                 continue;
             }
-            "server" => Role::Server,
-            "agent" => Role::Agent,
+            // k3d's plural groups too.
+            "server" | "servers" => Role::Server,
+            "agent" | "agents" => Role::Agent,
             "etcd" => Role::Etcd,
             "loadbalancer" => Role::LoadBalancer,
             _ => return None,
@@ -1014,6 +1016,229 @@ fn fuzz_cluster_spec_yaml_keys() {
                 Ok(spec) => {
                     if let Err(e) = spec.validate() {
                         no_key_in(&key, &e.to_string())?;
+                    }
+                }
+            }
+            Ok(())
+        },
+    );
+}
+
+// ------------------------------------------------------------- kubeconfigs
+
+#[test]
+fn fuzz_kubeconfig_merge_keys() {
+    // A key pasted into a kubeconfig, where YAML allows it or breaks: as
+    // the kubeconfig merged, and as the file merged into. Errors (and their
+    // Debug form) never show it.
+    const VALID: &str = "apiVersion: v1\nkind: Config\nclusters:\n- name: topgun-k\n  cluster:\n    server: https://127.0.0.1:6443\n";
+    let field = proptest::sample::select(
+        &[
+            "clusters",
+            "users",
+            "contexts",
+            "current-context",
+            "preferences",
+            "kind",
+        ][..],
+    );
+    let strategy = (embed_key(tokens(YAML_BITS, 2)), field, 0..4u8);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("config");
+    fuzz(
+        "core::merge_kubeconfig(keys)",
+        150,
+        strategy,
+        |((value, key), field, shape)| -> Outcome {
+            let yaml = match shape {
+                0 => format!("{field}: {value:?}\n"),
+                1 => format!("{field}: [{value:?}]\n"),
+                2 => format!(
+                    "{field}: [{{name: {value:?}, user: {{client-key-data: {value:?}}}}}]\n"
+                ),
+                _ => format!("{field}: {value}\n"),
+            };
+            let files = std::slice::from_ref(&file);
+            let _ = std::fs::remove_file(&file);
+            let as_merged = merge_kubeconfig(files, &KubeconfigYaml::new(yaml.clone()), true);
+            std::fs::write(&file, &yaml).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let as_file = merge_kubeconfig(files, &KubeconfigYaml::new(VALID.to_owned()), true);
+            let errors = [as_merged.err(), as_file.err()];
+            for e in errors.into_iter().flatten() {
+                no_key_in(&key, &e.to_string())?;
+                no_key_in(&key, &format!("{e:?}"))?;
+            }
+            Ok(())
+        },
+    );
+}
+
+// -------------------------------------------------------------- registries
+
+const REGISTRY_WORDS: &[&str] = &[
+    "registry",
+    "localhost",
+    ".",
+    ".",
+    "-",
+    ":",
+    ":",
+    "5000",
+    "0",
+    "70000",
+    "R",
+    "_",
+    "127.0.0.1",
+    "[::1]",
+    "0.0.0.0",
+    "x",
+    "",
+];
+
+#[test]
+fn fuzz_registry_names_and_ports() {
+    use topgun_core::{RegistryRef, RegistrySpec};
+    let input = prop_oneof![3 => tokens(REGISTRY_WORDS, 6), 1 => noise(30)];
+    fuzz(
+        "core::RegistrySpec::parse",
+        400,
+        input,
+        |input| -> Outcome {
+            if let Ok(spec) = RegistrySpec::parse(&input) {
+                check!(spec.port != Some(0), "port 0 from {input:?}");
+                check!(
+                    !spec.name.as_str().is_empty() && spec.name.as_str().len() <= 63,
+                    "name {:?} from {input:?}",
+                    spec.name
+                );
+            }
+            if let Ok(r) = RegistryRef::parse(&input) {
+                let again = RegistryRef::parse(&r.to_string());
+                check!(
+                    again.as_ref().ok() == Some(&r),
+                    "{input:?} → {r} does not round-trip: {again:?}"
+                );
+            }
+            if let Ok(spec) = RegistrySpec::new("r.localhost").and_then(|s| s.with_port(&input)) {
+                check!(spec.port != Some(0), "port 0 from --port {input:?}");
+            }
+            Ok(())
+        },
+    );
+}
+
+const REGISTRIES_YAML_BITS: &[&str] = &[
+    "\n", "  ", ": ", ":", "- ", "[", "]", "{", "}", "\"", "'", ",", "#", "tls:", "auth:", "bad: ",
+    "true", "password", "configs:", "mirrors:",
+];
+
+#[test]
+fn fuzz_registries_config_keeps_passwords_out_of_errors() {
+    use topgun_core::RegistriesConfig;
+    let secret = "[a-z]{4}-[A-Z0-9]{10}";
+    let text = (secret, 0..4u8).prop_map(|(pw, form)| {
+        let body = match form {
+            0 => format!("configs:\n  r.example:\n    auth:\n      username: u\n      password: {pw}\n"),
+            1 => format!("configs:\n  r.example:\n    auth: {{username: u, password: \"{pw}\"}}\n    tls: {{insecure_skip_verify: true}}\n"),
+            2 => format!("mirrors:\n  docker.io:\n    endpoint: [\"http://m:5000\"]\nconfigs:\n  m:5000:\n    auth:\n      auth: {pw}\n"),
+            _ => format!("configs:\n  r:\n    auth:\n      identitytoken: {pw}\n"),
+        };
+        (body, pw)
+    });
+    let mutated =
+        text.prop_flat_map(|(body, pw)| (mutate(Just(body), REGISTRIES_YAML_BITS), Just(pw)));
+    fuzz(
+        "core::RegistriesConfig::parse(passwords)",
+        300,
+        mutated,
+        |(text, pw)| -> Outcome {
+            if let Err(e) = RegistriesConfig::parse(&text, Path::new("r.yaml")) {
+                let message = e.to_string();
+                check!(
+                    !message.contains(&pw),
+                    "the password shows in: {message}\n(input {text:?})"
+                );
+            }
+            Ok(())
+        },
+    );
+}
+
+// --------------------------------------------------------- k3d config files
+
+const K3D_BITS: &[&str] = &[
+    "\n",
+    "  ",
+    ": ",
+    "- ",
+    "[",
+    "]",
+    "{",
+    "}",
+    "\"",
+    ",",
+    "#",
+    ":*",
+    ":0",
+    ";",
+    "@",
+    "nodeFilters:",
+    "server[0]",
+    "agents:1-",
+    ":direct",
+    "true",
+    "\"\"",
+    "$X",
+    "k3d-",
+    "0.0.0.0",
+];
+
+/// k3d files (from the shape of k3d's docs example), mutated: never a
+/// panic; the token and an environment value never show in an error; what
+/// converts reads back as a topgun config.
+#[test]
+fn fuzz_k3d_config() {
+    let secret = "[a-z]{4}[A-Z0-9]{12}";
+    let text = (secret, secret).prop_map(|(token, value)| {
+        let body = format!(
+            "apiVersion: k3d.io/v1alpha5\nkind: Simple\nmetadata:\n  name: fz\nservers: 3\nagents: 2\n\
+             kubeAPI:\n  host: k.example\n  hostIP: 127.0.0.1\n  hostPort: \"6445\"\ntoken: {token}\n\
+             subnet: 172.28.0.0/16\nvolumes:\n  - volume: /src:/src\n    nodeFilters:\n      - server:0\n      \
+             - agent:*\nports:\n  - port: 8080:80\n    nodeFilters:\n      - loadbalancer\nenv:\n  \
+             - envVar: DB_PASSWORD={value}\n    nodeFilters:\n      - all\nregistries:\n  create:\n    \
+             name: k3d-reg.localhost\n    hostPort: \"5000\"\n  use:\n    - k3d-other.localhost:5001\n\
+             hostAliases: []\noptions:\n  k3d:\n    wait: true\n    timeout: 1m30s\n    \
+             disableRollback: false\n  k3s:\n    extraArgs:\n      - arg: --tls-san=a.example\n      \
+             - arg: --disable=traefik\n        nodeFilters:\n          - servers:*\n    nodeLabels:\n      \
+             - label: tier=web\n        nodeFilters: [agent:1]\n  kubeconfig:\n    \
+             switchCurrentContext: false\n  runtime:\n    gpuRequest: \"\"\n"
+        );
+        (body, token, value)
+    });
+    let mutated = text.prop_flat_map(|(body, token, value)| {
+        (mutate(Just(body), K3D_BITS), Just(token), Just(value))
+    });
+    fuzz(
+        "core::convert_k3d",
+        200,
+        mutated,
+        |(text, token, value)| -> Outcome {
+            match topgun_core::convert_k3d(&text, Path::new("k3d.yaml")) {
+                Ok(c) => {
+                    let again = ClusterSpec::from_yaml(&c.yaml, Path::new("converted.yaml"));
+                    check!(
+                        again.is_ok(),
+                        "the converted config does not read back: {again:?}"
+                    );
+                }
+                Err(e) => {
+                    let message = e.to_string();
+                    check!(!message.is_empty(), "empty message");
+                    for secret in [&token, &value] {
+                        check!(
+                            !message.contains(secret.as_str()),
+                            "a secret shows in: {message}\n(input {text:?})"
+                        );
                     }
                 }
             }

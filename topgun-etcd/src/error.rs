@@ -144,6 +144,7 @@ impl Error {
         }
     }
 
+    #[cfg(feature = "testing")]
     pub(crate) fn io(
         action: &'static str,
         path: impl Into<PathBuf>,

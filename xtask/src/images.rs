@@ -39,8 +39,9 @@ use crate::setup;
 /// Arguments of `cargo xtask images`.
 #[derive(Debug, clap::Args)]
 pub struct ImagesArgs {
-    /// Print `TOPGUN_K3S_IMAGE=...`, `TOPGUN_ETCD_IMAGE=...` and
-    /// `TOPGUN_LB_IMAGE=...` lines on stdout (progress goes to stderr).
+    /// Print `TOPGUN_K3S_IMAGE=...`, `TOPGUN_ETCD_IMAGE=...`,
+    /// `TOPGUN_LB_IMAGE=...` and `TOPGUN_REGISTRY_IMAGE=...` lines on stdout
+    /// (progress goes to stderr).
     #[arg(long)]
     pub print: bool,
     /// After building, run the smoke tests: each image starts and works.
@@ -75,7 +76,7 @@ const STANDIN_VERSION_PREFIX: &str = "k3s version v";
 /// One built (or already present) image.
 #[derive(Debug, Clone)]
 pub struct Image {
-    /// `k3s`, `etcd` or `haproxy`.
+    /// `k3s`, `etcd`, `haproxy` or `registry`.
     pub name: &'static str,
     /// The environment variable topgun reads it from.
     pub env: &'static str,
@@ -107,12 +108,17 @@ pub fn env_pairs(images: &[Image]) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Builds every image that is missing; returns all three.
+/// Builds every image that is missing; returns all four.
 pub fn build_all() -> anyhow::Result<Vec<Image>> {
     check_docker()?;
     let started = Instant::now();
     let k3s_bin = build_standin()?;
-    let defs = vec![etcd_def()?, haproxy_def()?, k3s_def(&k3s_bin)?];
+    let defs = vec![
+        etcd_def()?,
+        haproxy_def()?,
+        k3s_def(&k3s_bin)?,
+        registry_def()?,
+    ];
     let mut out = Vec::new();
     for def in defs {
         out.push(build(&def)?);
@@ -429,6 +435,80 @@ fn haproxy_def() -> anyhow::Result<ImageDef> {
         &mut def,
         "haproxy (Debian haproxy, topgun local image)",
         "Debian's haproxy laid out like the official haproxy image",
+        &version,
+    );
+    Ok(def)
+}
+
+/// The user the registry image runs as (upstream `registry:2` runs as
+/// root, and runs as well as any user that owns its storage).
+const REGISTRY_UID: u64 = 1000;
+
+/// The registry's configuration, as upstream `registry:2` ships it in
+/// spirit: filesystem storage under the volume, plain HTTP on :5000, the
+/// storage driver's health check on.
+const REGISTRY_CONFIG: &str = "version: 0.1
+log:
+  fields:
+    service: registry
+storage:
+  cache:
+    blobdescriptor: inmemory
+  filesystem:
+    rootdirectory: /var/lib/registry
+http:
+  addr: :5000
+  headers:
+    X-Content-Type-Options: [nosniff]
+health:
+  storagedriver:
+    enabled: true
+    interval: 10s
+    threshold: 3
+";
+
+/// A registry (Debian's `docker-registry`, distribution 2.8), laid out like
+/// upstream `registry:2`, so that one container body serves both: the
+/// binary at `/bin/registry`, its config at
+/// `/etc/docker/registry/config.yml`, storage in the `/var/lib/registry`
+/// volume, plain HTTP on port 5000. Upstream's entrypoint script turns a
+/// config path into `registry serve <path>`; with no shell in the image,
+/// the entrypoint is the binary and the command `serve <config>`, which is
+/// what upstream runs by default. It runs as the unprivileged user
+/// `registry`, which owns `/var/lib/registry`, so a fresh named volume
+/// there (Docker copies the directory's owner into it) is writable.
+fn registry_def() -> anyhow::Result<ImageDef> {
+    let version = debian_version("docker-registry")?;
+    let mut def = ImageDef::new("registry", "TOPGUN_REGISTRY_IMAGE");
+    def.binary(
+        &require("/usr/bin/docker-registry", "docker-registry")?,
+        "/bin/registry",
+    )?;
+    def.base(
+        &format!(
+            "root:x:0:0:root:/root:/sbin/nologin\nregistry:x:{REGISTRY_UID}:{REGISTRY_UID}:registry:/var/lib/registry:/sbin/nologin\n"
+        ),
+        &format!("root:x:0:\nregistry:x:{REGISTRY_UID}:\n"),
+    );
+    def.file(
+        "/etc/docker/registry/config.yml",
+        REGISTRY_CONFIG.as_bytes().to_vec(),
+        0o644,
+    );
+    def.dir("/var/lib/registry", 0o755, REGISTRY_UID);
+    def.changes = vec![
+        "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
+        r#"VOLUME ["/var/lib/registry"]"#.into(),
+        "EXPOSE 5000".into(),
+        "USER registry".into(),
+        "WORKDIR /var/lib/registry".into(),
+        r#"ENTRYPOINT ["/bin/registry"]"#.into(),
+        r#"CMD ["serve", "/etc/docker/registry/config.yml"]"#.into(),
+    ];
+    labels(
+        &mut def,
+        "registry (Debian docker-registry, topgun local image)",
+        "Debian's Docker registry (distribution 2.8) laid out like the official registry:2 image",
         &version,
     );
     Ok(def)
@@ -776,9 +856,32 @@ fn wait_until(
     }
 }
 
+/// One plain HTTP/1.1 request without a body, with a deadline; the whole
+/// answer (status line, headers, body) as text.
+fn http_request(addr: std::net::SocketAddr, method: &str, path: &str) -> anyhow::Result<String> {
+    use std::io::Write;
+    let timeout = Duration::from_secs(2);
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, timeout)?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer)?;
+    Ok(String::from_utf8_lossy(&answer).into_owned())
+}
+
+/// A container's logs, for an error message.
+fn docker_logs(name: &str) -> String {
+    docker_ok(&["logs", name]).unwrap_or_else(|e| e.to_string())
+}
+
 /// Each image starts and does its job: etcd serves and reports its
 /// version, haproxy validates and runs a config uploaded as topgun does,
-/// the stand-in prints its version and comes up as a server.
+/// the stand-in prints its version and comes up as a server, the registry
+/// answers `GET /v2/`.
 pub fn smoke(images: &[Image]) -> anyhow::Result<()> {
     let tag = |name: &str| {
         images
@@ -942,8 +1045,53 @@ pub fn smoke(images: &[Image]) -> anyhow::Result<()> {
         "{logs}"
     );
     eprintln!(
-        "xtask: smoke: {} and comes up as a server; smoke tests passed in {:.1}s",
-        out.lines().next().unwrap_or_default(),
+        "xtask: smoke: {} and comes up as a server",
+        out.lines().next().unwrap_or_default()
+    );
+
+    // The registry: serves the Registry API v2 on :5000, as the user that
+    // owns its storage volume.
+    let registry = guard.name("registry");
+    docker_ok(&[
+        "run",
+        "-d",
+        "--label",
+        &label,
+        "--name",
+        &registry,
+        "--publish",
+        "127.0.0.1::5000",
+        &tag("registry"),
+    ])?;
+    let port = docker_ok(&["port", &registry, "5000/tcp"])?;
+    let addr: std::net::SocketAddr = port
+        .lines()
+        .find_map(|l| l.trim().parse().ok())
+        .with_context(|| format!("docker port said: {port}"))?;
+    let mut answer = String::new();
+    wait_until("the registry to answer", Duration::from_secs(20), || {
+        answer = http_request(addr, "GET", "/v2/").unwrap_or_else(|e| e.to_string());
+        Ok(answer.starts_with("HTTP/1.1 200"))
+    })
+    .with_context(|| format!("GET /v2/ answered:\n{answer}\n{}", docker_logs(&registry)))?;
+    ensure!(
+        answer
+            .to_ascii_lowercase()
+            .contains("docker-distribution-api-version: registry/2.0"),
+        "GET /v2/ is not the Registry API v2:\n{answer}"
+    );
+    let user = docker_ok(&["inspect", "--format", "{{.Config.User}}", &registry])?;
+    ensure!(user.trim() == "registry", "the registry runs as {user}");
+    // Its storage (the anonymous volume) is writable by that user: an
+    // upload starts.
+    let upload = http_request(addr, "POST", "/v2/smoke/blobs/uploads/")?;
+    ensure!(
+        upload.starts_with("HTTP/1.1 202"),
+        "starting an upload answered:\n{upload}\n{}",
+        docker_logs(&registry)
+    );
+    eprintln!(
+        "xtask: smoke: the registry answers GET /v2/ and takes an upload as user registry; smoke tests passed in {:.1}s",
         started.elapsed().as_secs_f64()
     );
     drop(guard);

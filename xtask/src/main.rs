@@ -5,6 +5,7 @@
 //!   tests, unit and integration tests, a short fuzzing pass, the
 //!   end-to-end suite, each benchmark once as a smoke test.
 //! - `fuzz [--secs N]`: every crate's fuzz targets, N seconds each.
+//! - `man [--out DIR]`: topgun's man pages, into target/man by default.
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
@@ -12,11 +13,9 @@ mod bench_create;
 mod bench_etcd;
 mod bench_tls;
 mod e2e;
-mod e2e_day2;
-mod e2e_remote;
-mod e2e_scenarios;
 mod fuzz;
 mod images;
+mod man;
 mod setup;
 
 use std::process::ExitCode;
@@ -52,6 +51,9 @@ enum Task {
         #[command(subcommand)]
         area: BenchArea,
     },
+    /// Write topgun's man pages (topgun.1, topgun-create.1, ...) into
+    /// `--out` [default: target/man].
+    Man(man::ManArgs),
     /// Run `topgun ARGS...` with the locally built images.
     Topgun {
         /// Arguments for topgun.
@@ -89,6 +91,7 @@ fn main() -> ExitCode {
             BenchArea::Etcd(args) => bench_etcd::run(args),
             BenchArea::Create(args) => bench_create::run(args),
         },
+        Task::Man(args) => man::run(args),
         Task::Topgun { args } => topgun(&args),
     };
     match result {
@@ -114,7 +117,10 @@ fn test() -> anyhow::Result<()> {
         secs: 10,
         only: None,
     })?;
-    e2e::run(e2e::E2eArgs { only: None })?;
+    e2e::run(e2e::E2eArgs {
+        only: None,
+        upstream: false,
+    })?;
     bench_smoke()
 }
 

@@ -27,6 +27,9 @@ const PACKAGES: &[&str] = &[
     "openssh-server",
     "openssh-client",
     "socat",
+    // The registry image (cargo xtask images) and the stand-in's pull tests:
+    // Docker's distribution 2.8.
+    "docker-registry",
     // Headless, for the browser test of `topgun etcd browse`.
     "chromium",
 ];
@@ -171,7 +174,8 @@ pub fn cargo(args: &[&str], env: &[(String, String)]) -> anyhow::Result<()> {
 /// Runs `example` of `package` with `args` and extra `env`: how every
 /// benchmark runs its measuring program. In the release profile, or
 /// (`release` false, for a quick smoke run that measures nothing) the dev
-/// profile the tests built.
+/// profile the tests built. Every library crate has the `testing` feature
+/// the measuring programs need.
 pub fn run_example(
     release: bool,
     package: &str,
@@ -190,6 +194,9 @@ pub fn run_example(
         package,
         "--example",
         example,
+        // The measuring programs use each crate's benchmark helpers.
+        "--features",
+        "testing",
         "--",
     ]);
     all.extend_from_slice(args);

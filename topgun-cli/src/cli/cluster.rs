@@ -23,8 +23,9 @@ pub struct CreateArgs {
     /// Number of k3s agents.
     #[arg(short, long)]
     pub agents: Option<u32>,
-    /// k3s image [default: a pinned rancher/k3s, or $TOPGUN_K3S_IMAGE].
-    #[arg(long, env = "TOPGUN_K3S_IMAGE")]
+    /// k3s image [default: a pinned rancher/k3s]. Beats $TOPGUN_K3S_IMAGE,
+    /// which beats the config file.
+    #[arg(long)]
     pub image: Option<String>,
     /// Where the cluster keeps its state.
     #[arg(long, value_enum)]
@@ -32,8 +33,9 @@ pub struct CreateArgs {
     /// Members of the etcd cluster topgun provisions (with --datastore etcd).
     #[arg(long, value_name = "N")]
     pub etcd_members: Option<u32>,
-    /// etcd image [default: a pinned etcd, or $TOPGUN_ETCD_IMAGE].
-    #[arg(long, env = "TOPGUN_ETCD_IMAGE")]
+    /// etcd image [default: a pinned etcd]. Beats $TOPGUN_ETCD_IMAGE, which
+    /// beats the config file.
+    #[arg(long)]
     pub etcd_image: Option<String>,
     /// An external datastore you run: etcd https list, postgres:// or mysql://.
     #[arg(long, value_name = "URL")]
@@ -53,9 +55,10 @@ pub struct CreateArgs {
     /// Extra names for the API certificate (repeatable, comma-separated).
     #[arg(long = "tls-san", value_name = "SAN")]
     pub tls_san: Vec<String>,
-    /// Cluster join token [default: 256 random bits]. Prefer $TOPGUN_TOKEN:
-    /// arguments are visible to every user of the machine.
-    #[arg(long, env = "TOPGUN_TOKEN", hide_env_values = true)]
+    /// Cluster join token [default: 256 random bits]. Prefer $TOPGUN_TOKEN
+    /// (which beats the config file): arguments are visible to every user of
+    /// the machine.
+    #[arg(long)]
     pub token: Option<String>,
     /// An extra k3s argument for the nodes a filter picks: ARG@FILTER,
     /// e.g. `--disable=traefik@server:*`.
@@ -78,8 +81,9 @@ pub struct CreateArgs {
     /// Do not put a load balancer in front of the servers.
     #[arg(long)]
     pub no_lb: bool,
-    /// Load balancer image [default: a pinned haproxy, or $TOPGUN_LB_IMAGE].
-    #[arg(long, env = "TOPGUN_LB_IMAGE")]
+    /// Load balancer image [default: a pinned haproxy]. Beats
+    /// $TOPGUN_LB_IMAGE, which beats the config file.
+    #[arg(long)]
     pub lb_image: Option<String>,
     /// How long to wait for the whole cluster to be ready, e.g. 90s or 3m.
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
@@ -93,9 +97,38 @@ pub struct CreateArgs {
     /// Make the new cluster the current kubeconfig context.
     #[arg(long)]
     pub switch_context: bool,
-    /// Output format of the result.
+    /// Create a registry for the cluster, NAME[:PORT] (127.0.0.1, a free
+    /// port unless given); it is deleted with the cluster.
+    #[arg(long, value_name = "NAME[:PORT]")]
+    pub registry_create: Option<String>,
+    /// Use an existing topgun registry, NAME[:PORT] (repeatable); deleting
+    /// the cluster leaves it.
+    #[arg(long, value_name = "NAME[:PORT]")]
+    pub registry_use: Vec<String>,
+    /// Your own registries.yaml, merged with the registries' mirrors (its
+    /// entries win); it goes into every node with mode 0600.
+    #[arg(long, value_name = "FILE")]
+    pub registry_config: Option<std::path::PathBuf>,
+    /// Check everything and print the resolved settings (with where each
+    /// came from) and the plan, without creating anything.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Output format of the result (or of the plan, with --dry-run).
     #[arg(short, long, value_enum, default_value_t)]
-    pub output: OutputFormat,
+    pub output: CreateOutput,
+}
+
+/// Output formats of `topgun create`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum CreateOutput {
+    /// For people (with --dry-run: YAML).
+    #[default]
+    #[value(alias = "table")]
+    Text,
+    /// JSON (see docs/json-output.md).
+    Json,
+    /// YAML.
+    Yaml,
 }
 
 /// The datastore kinds `--datastore` accepts.
@@ -112,6 +145,7 @@ pub enum DatastoreKind {
 #[command(group = clap::ArgGroup::new("which").required(true).args(["names", "all"]))]
 pub struct DeleteArgs {
     /// Clusters to delete.
+    #[arg(add = super::cluster_names())]
     pub names: Vec<String>,
     /// Delete every topgun cluster.
     #[arg(long)]
@@ -123,6 +157,7 @@ pub struct DeleteArgs {
 #[command(group = clap::ArgGroup::new("which").required(true).args(["names", "all"]))]
 pub struct StopStartArgs {
     /// Clusters to stop or start.
+    #[arg(add = super::cluster_names())]
     pub names: Vec<String>,
     /// Every topgun cluster on this engine.
     #[arg(long)]
@@ -139,7 +174,7 @@ pub struct StopStartArgs {
 #[derive(Debug, Args)]
 pub struct RestartArgs {
     /// Clusters to restart.
-    #[arg(required = true)]
+    #[arg(required = true, add = super::cluster_names())]
     pub names: Vec<String>,
     /// How long each phase of the start may take (e.g. 90s, 3m).
     #[arg(long, value_parser = crate::cli::parse_duration, value_name = "DURATION")]
@@ -165,6 +200,7 @@ pub struct ListArgs {
 #[derive(Debug, Args)]
 pub struct StatusArgs {
     /// The cluster.
+    #[arg(add = super::cluster_names())]
     pub name: String,
     /// Output format.
     #[arg(short, long, value_enum, default_value_t)]
@@ -183,13 +219,17 @@ pub struct KubeconfigArgs {
 #[derive(Debug, Subcommand)]
 pub enum KubeconfigCommand {
     /// Print the cluster's kubeconfig to stdout.
+    #[command(after_help = super::examples(super::examples::KUBECONFIG_GET))]
     Get {
         /// The cluster.
+        #[arg(add = super::cluster_names())]
         name: String,
     },
     /// Merge the cluster's kubeconfig into $KUBECONFIG or ~/.kube/config.
+    #[command(after_help = super::examples(super::examples::KUBECONFIG_MERGE))]
     Merge {
         /// The cluster.
+        #[arg(add = super::cluster_names())]
         name: String,
         /// The file to merge into [default: first path of $KUBECONFIG, else ~/.kube/config].
         #[arg(long, value_name = "FILE")]

@@ -22,15 +22,18 @@ pub enum EtcdCommand {
     /// Ask every member for its status and judge the cluster: a table like
     /// `etcdctl endpoint status` with the leader marked, then the verdict.
     /// Exit 0 when healthy, 1 for any other verdict, 2 for usage errors.
+    #[command(after_help = super::examples(super::examples::ETCD_STATUS))]
     Status(StatusArgs),
     /// List keys (keys only, never values) and count them by prefix: what
     /// k3s keeps in etcd.
+    #[command(after_help = super::examples(super::examples::ETCD_KEYS))]
     Keys(KeysArgs),
     /// Serve a small web UI to look at etcd: members and the live verdict,
     /// the key tree with counts and sizes, values decoded (text, JSON,
     /// Kubernetes protobuf) with their revisions. Read-only unless --write.
     /// Bound to loopback; every request needs the random token in the URL
     /// it prints. Stop with Ctrl-C.
+    #[command(after_help = super::examples(super::examples::ETCD_BROWSE))]
     Browse(BrowseArgs),
 }
 
@@ -39,7 +42,11 @@ pub enum EtcdCommand {
 pub struct ConnectArgs {
     /// A topgun cluster whose etcd to ask; its members and topgun's client
     /// certificate are found through Docker.
-    #[arg(value_name = "CLUSTER", conflicts_with_all = ["endpoints", "cacert", "cert", "key"])]
+    #[arg(
+        value_name = "CLUSTER",
+        conflicts_with_all = ["endpoints", "cacert", "cert", "key"],
+        add = super::cluster_names()
+    )]
     pub cluster: Option<String>,
     /// Client URLs of every member, comma-separated, e.g.
     /// https://10.0.0.2:2379,https://10.0.0.3:2379. Without a scheme, https://

@@ -21,6 +21,7 @@ pub enum ImageCommand {
     /// nodes added later, import them when they start (the archive stays in
     /// the cluster's images volume). With --nodes only the selected running
     /// nodes get them. Nothing is done when an image is missing.
+    #[command(after_help = super::examples(super::examples::IMAGE_IMPORT))]
     Import(ImportArgs),
 }
 
@@ -31,7 +32,7 @@ pub struct ImportArgs {
     #[arg(required = true, value_name = "IMAGE")]
     pub images: Vec<String>,
     /// The cluster.
-    #[arg(short, long, value_name = "NAME")]
+    #[arg(short, long, value_name = "NAME", add = super::cluster_names())]
     pub cluster: String,
     /// Only these nodes, which must run, e.g. `agent:*`, `server:0`,
     /// `agent:0,2` or `all` (servers and agents).

@@ -3,15 +3,42 @@
 use clap::{Parser, Subcommand};
 
 pub mod cluster;
+pub mod config;
 pub mod etcd;
+pub mod examples;
 pub mod image;
 pub mod node;
+pub mod registry;
 pub mod tls;
+
+use examples::examples;
+
+/// Completes an argument with the names of the clusters on the engine.
+pub(crate) fn cluster_names() -> clap_complete::ArgValueCandidates {
+    clap_complete::ArgValueCandidates::new(crate::commands::completions::clusters)
+}
+
+/// Completes an argument with the names of every cluster's nodes.
+pub(crate) fn node_names() -> clap_complete::ArgValueCandidates {
+    clap_complete::ArgValueCandidates::new(crate::commands::completions::nodes)
+}
+
+/// The whole command line as a clap [`clap::Command`]: for completion, man
+/// pages and tests.
+pub fn command() -> clap::Command {
+    <Cli as clap::CommandFactory>::command()
+}
 
 /// Highly available k3s clusters in Docker, with external etcd and
 /// certificates that carry the right names.
 #[derive(Debug, Parser)]
-#[command(name = "topgun", version, about, propagate_version = true)]
+#[command(
+    name = "topgun",
+    version,
+    about,
+    propagate_version = true,
+    after_help = examples(examples::TOPGUN)
+)]
 pub struct Cli {
     /// Options every command takes.
     #[command(flatten)]
@@ -46,30 +73,106 @@ pub struct GlobalArgs {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Create a k3s cluster: servers, agents, a datastore, a load balancer.
+    #[command(after_help = examples(examples::CREATE))]
     Create(Box<cluster::CreateArgs>),
     /// Delete clusters (containers, volumes, network, kubeconfig entries).
+    #[command(after_help = examples(examples::DELETE))]
     Delete(cluster::DeleteArgs),
     /// Stop clusters: agents, load balancer, servers, then etcd.
+    #[command(after_help = examples(examples::STOP))]
     Stop(cluster::StopStartArgs),
     /// Start stopped clusters: etcd until healthy, servers, load balancer,
     /// agents, then the API.
+    #[command(after_help = examples(examples::START))]
     Start(cluster::StopStartArgs),
     /// Stop, then start clusters.
+    #[command(after_help = examples(examples::RESTART))]
     Restart(cluster::RestartArgs),
     /// List the clusters on this Docker engine.
+    #[command(after_help = examples(examples::LIST))]
     List(cluster::ListArgs),
     /// Show a cluster's nodes, load balancer, etcd verdict and API.
+    #[command(after_help = examples(examples::STATUS))]
     Status(cluster::StatusArgs),
     /// Print or merge a cluster's kubeconfig.
+    #[command(after_help = examples(examples::KUBECONFIG))]
     Kubeconfig(cluster::KubeconfigArgs),
     /// Generate certificates, inspect endpoints and files, check kubeconfigs.
+    #[command(after_help = examples(examples::TLS))]
     Tls(tls::TlsArgs),
     /// Check an etcd cluster's health and leader, and browse its keys.
+    #[command(after_help = examples(examples::ETCD))]
     Etcd(etcd::EtcdArgs),
     /// Copy images from this Docker engine into a cluster's nodes.
+    #[command(after_help = examples(examples::IMAGE))]
     Image(image::ImageArgs),
     /// List, add, delete, stop, start and restart a cluster's nodes.
+    #[command(after_help = examples(examples::NODE))]
     Node(node::NodeArgs),
+    /// Create, list and delete local image registries that clusters pull
+    /// from.
+    #[command(after_help = examples(registry::REGISTRY))]
+    Registry(registry::RegistryArgs),
+    /// Convert k3d config files into topgun's own.
+    #[command(after_help = examples(config::CONFIG))]
+    Config(config::ConfigArgs),
+    /// Print the shell script that completes topgun's commands, flags, and
+    /// the names of clusters and nodes.
+    #[command(long_about = COMPLETIONS_ABOUT, after_help = examples(examples::COMPLETIONS))]
+    Completions(CompletionsArgs),
+    /// Write topgun's man pages (topgun.1, topgun-create.1, ...) into a
+    /// directory; `cargo xtask man` runs it.
+    #[command(name = "__man", hide = true)]
+    Man(ManArgs),
+}
+
+/// The long help of `topgun completions`: how to install the script.
+const COMPLETIONS_ABOUT: &str = "\
+Print the shell script that completes topgun's commands, flags, and the names
+of clusters and nodes (asked from Docker as you type).
+
+Install it from your shell's startup file:
+
+  bash        ~/.bashrc:    source <(topgun completions bash)
+  zsh         ~/.zshrc:     source <(topgun completions zsh)     (after compinit)
+  fish        topgun completions fish > ~/.config/fish/completions/topgun.fish
+  powershell  $PROFILE:     topgun completions powershell | Out-String | Invoke-Expression
+  elvish      rc.elv:       eval (topgun completions elvish | slurp)
+
+The script runs `topgun` for every completion, so it stays right when topgun
+is upgraded. Names come from the Docker engine topgun would use (--engine or
+--context on the line, else DOCKER_HOST, DOCKER_CONTEXT, ...); when the engine
+does not answer within a second, names complete to nothing.";
+
+/// Arguments of `topgun completions`.
+#[derive(Debug, clap::Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: CompletionShell,
+}
+
+/// The shells `topgun completions` writes scripts for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CompletionShell {
+    /// GNU bash 4.4 or later (3.2 works, unsorted).
+    Bash,
+    /// zsh, with compinit.
+    Zsh,
+    /// fish.
+    Fish,
+    /// PowerShell (Windows PowerShell 5.1 and pwsh).
+    Powershell,
+    /// elvish.
+    Elvish,
+}
+
+/// Arguments of the hidden `topgun __man`.
+#[derive(Debug, clap::Args)]
+pub struct ManArgs {
+    /// The directory to write the pages into (created if missing).
+    #[arg(value_name = "DIR")]
+    pub out: std::path::PathBuf,
 }
 
 /// Output format for commands that report results.

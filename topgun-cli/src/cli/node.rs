@@ -20,20 +20,26 @@ pub struct NodeArgs {
 #[derive(Debug, Subcommand)]
 pub enum NodeCommand {
     /// List a cluster's nodes: name, role, Docker state, address and image.
+    #[command(after_help = super::examples(super::examples::NODE_LIST))]
     List(NodeListArgs),
     /// Add servers or agents to a cluster, planned as the create planned the
     /// first ones; new servers join the load balancer. A failed add removes
     /// what it made.
+    #[command(after_help = super::examples(super::examples::NODE_ADD))]
     Add(NodeAddArgs),
     /// Delete nodes: out of the load balancer, the Kubernetes Node object,
     /// the container and its volumes. The last server, etcd members and the
     /// load balancer are refused.
+    #[command(after_help = super::examples(super::examples::NODE_DELETE))]
     Delete(NodeNamesArgs),
     /// Stop nodes, in reverse dependency order (agents first).
+    #[command(after_help = super::examples(super::examples::NODE_STOP))]
     Stop(NodeNamesArgs),
     /// Start nodes, in start order, each until it is ready.
+    #[command(after_help = super::examples(super::examples::NODE_START))]
     Start(NodeStartArgs),
     /// Stop, then start nodes.
+    #[command(after_help = super::examples(super::examples::NODE_RESTART))]
     Restart(NodeStartArgs),
 }
 
@@ -41,6 +47,7 @@ pub enum NodeCommand {
 #[derive(Debug, Args)]
 pub struct NodeListArgs {
     /// The cluster.
+    #[arg(add = super::cluster_names())]
     pub cluster: String,
     /// Output format.
     #[arg(short, long, value_enum, default_value_t)]
@@ -60,6 +67,7 @@ pub enum NodeRole {
 #[derive(Debug, Args)]
 pub struct NodeAddArgs {
     /// The cluster.
+    #[arg(add = super::cluster_names())]
     pub cluster: String,
     /// What the new nodes are.
     #[arg(long, value_enum)]
@@ -68,8 +76,8 @@ pub struct NodeAddArgs {
     #[arg(long, default_value_t = 1, value_name = "N")]
     pub count: u32,
     /// k3s image of the new nodes [default: the image the cluster's nodes
-    /// run, or $TOPGUN_K3S_IMAGE].
-    #[arg(long, env = "TOPGUN_K3S_IMAGE")]
+    /// run; $TOPGUN_K3S_IMAGE is not read: new nodes match the cluster].
+    #[arg(long)]
     pub image: Option<String>,
     /// How long each new node may take to be ready, e.g. 90s or 3m
     /// [default: the cluster's].
@@ -84,7 +92,7 @@ pub struct NodeAddArgs {
 #[derive(Debug, Args)]
 pub struct NodeNamesArgs {
     /// The nodes (container names, e.g. topgun-demo-agent-0).
-    #[arg(required = true, value_name = "NODE")]
+    #[arg(required = true, value_name = "NODE", add = super::node_names())]
     pub nodes: Vec<String>,
     /// Output format of the result.
     #[arg(short, long, value_enum, default_value_t)]
@@ -95,7 +103,7 @@ pub struct NodeNamesArgs {
 #[derive(Debug, Args)]
 pub struct NodeStartArgs {
     /// The nodes (container names, e.g. topgun-demo-agent-0).
-    #[arg(required = true, value_name = "NODE")]
+    #[arg(required = true, value_name = "NODE", add = super::node_names())]
     pub nodes: Vec<String>,
     /// How long each node may take to be ready, e.g. 90s or 3m.
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]

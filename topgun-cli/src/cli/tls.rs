@@ -24,6 +24,7 @@ pub enum TlsCommand {
     /// peer.crt/.key (serverAuth + clientAuth) and client.crt/.key
     /// (clientAuth) into --out. Keys get mode 0600. Existing files are never
     /// replaced without --force.
+    #[command(after_help = super::examples(super::examples::TLS_GEN))]
     Gen(GenArgs),
     /// Show the certificates of a live endpoint or of a PEM/DER file, and
     /// check a name against them.
@@ -33,6 +34,7 @@ pub enum TlsCommand {
     /// (--name, else the host) covered, is the certificate valid, and, with
     /// --ca, is it trusted. Exit 0 when all checks pass, 1 when one fails,
     /// 2 for usage, file and network errors.
+    #[command(after_help = super::examples(super::examples::TLS_INSPECT))]
     Inspect(InspectArgs),
     /// Check a kubeconfig's server exactly as kubectl would connect to it.
     ///
@@ -41,6 +43,7 @@ pub enum TlsCommand {
     /// When the host is not covered, lists the SANs present and the fixes.
     /// Exit 0 when kubectl would connect, 1 when it would not, 2 for usage,
     /// file and network errors.
+    #[command(after_help = super::examples(super::examples::TLS_CHECK_KUBECONFIG))]
     CheckKubeconfig(CheckKubeconfigArgs),
 }
 

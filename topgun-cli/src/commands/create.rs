@@ -1,146 +1,23 @@
-//! `topgun create`: builds a [`ClusterSpec`] from `--config` and flags, and
+//! `topgun create`: builds a spec from flags, the environment and `--config`
+//! ([`crate::precedence`]), and
 //! creates the cluster with topgun-core, rolling back on failure or on
 //! SIGINT/SIGTERM.
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::bail;
-use topgun_core::{
-    ApiEndpoint, Cluster, ClusterName, ClusterSpec, CreateOptions, Datastore, EtcdDatastore, Event,
-    ExternalDatastore, Filtered, SanList, Timeouts, Token,
-};
+use topgun_core::{Cluster, CreateOptions, Event};
 
 use super::{EXIT_SUCCESS, Failed};
-use crate::cli::cluster::{CreateArgs, DatastoreKind};
-use crate::cli::{GlobalArgs, OutputFormat};
+use crate::cli::GlobalArgs;
+use crate::cli::cluster::{CreateArgs, CreateOutput};
 use crate::output;
+use crate::precedence::{self, Resolved};
 
-/// Maps a topgun-core error: bad input is a usage error (exit 2), anything
-/// else a failed operation (exit 1).
-pub(crate) fn core_error(e: topgun_core::Error) -> anyhow::Error {
-    match e {
-        topgun_core::Error::InvalidSpec { .. } | topgun_core::Error::Config { .. } => {
-            anyhow::Error::new(e)
-        }
-        e => Failed(anyhow::Error::new(e)).into(),
-    }
-}
-
-/// Connects to Docker; failing to is a failed operation (exit 1).
+/// Connects to the selected Docker engine.
 pub(crate) async fn docker() -> anyhow::Result<topgun_core::bollard::Docker> {
-    topgun_core::connect().await.map_err(core_error)
-}
-
-/// Builds the spec: the config file (if any), then every flag given.
-fn spec(args: &CreateArgs) -> anyhow::Result<ClusterSpec> {
-    let mut spec = match &args.config {
-        Some(path) => ClusterSpec::from_yaml_file(path)?,
-        None => match &args.name {
-            Some(name) => ClusterSpec::new(ClusterName::new(name)?),
-            None => bail!("give the cluster a NAME (or a --config file that names it)"),
-        },
-    };
-    if let Some(name) = &args.name {
-        spec.name = ClusterName::new(name)?;
-    }
-    if let Some(n) = args.servers {
-        spec.servers = n;
-    }
-    if let Some(n) = args.agents {
-        spec.agents = n;
-    }
-    if let Some(image) = &args.image {
-        spec.image = Some(image.clone());
-    }
-    if let Some(endpoint) = &args.datastore_endpoint {
-        if args.datastore.is_some() || args.etcd_members.is_some() {
-            bail!(
-                "--datastore-endpoint is a datastore of its own; leave out --datastore and --etcd-members"
-            );
-        }
-        let mut ext = match Datastore::external(endpoint)? {
-            Datastore::External(e) => e,
-            _ => unreachable!("external"),
-        };
-        ext = ExternalDatastore::with_tls(
-            ext,
-            args.datastore_cafile.clone(),
-            args.datastore_certfile.clone(),
-            args.datastore_keyfile.clone(),
-        );
-        spec.datastore = Datastore::External(ext);
-    } else if args.datastore_cafile.is_some()
-        || args.datastore_certfile.is_some()
-        || args.datastore_keyfile.is_some()
-    {
-        bail!(
-            "--datastore-cafile, --datastore-certfile and --datastore-keyfile go with --datastore-endpoint"
-        );
-    } else {
-        let kind = args
-            .datastore
-            .or(args.etcd_members.map(|_| DatastoreKind::Etcd));
-        match kind {
-            Some(DatastoreKind::Embedded) => {
-                if args.etcd_members.is_some() {
-                    bail!("--etcd-members goes with --datastore etcd");
-                }
-                spec.datastore = Datastore::Embedded;
-            }
-            Some(DatastoreKind::Etcd) => {
-                let mut etcd = match &spec.datastore {
-                    Datastore::Etcd(e) => e.clone(),
-                    _ => EtcdDatastore::default(),
-                };
-                if let Some(n) = args.etcd_members {
-                    etcd.members = n;
-                }
-                spec.datastore = Datastore::Etcd(etcd);
-            }
-            None => {}
-        }
-    }
-    if let (Some(image), Datastore::Etcd(etcd)) = (&args.etcd_image, &mut spec.datastore) {
-        etcd.image = Some(image.clone());
-    }
-    if let Some(api) = &args.api_port {
-        spec.api = ApiEndpoint::parse(api)?;
-    }
-    for sans in &args.tls_san {
-        spec.tls_san.0.extend(SanList::parse(sans)?);
-    }
-    if let Some(token) = &args.token {
-        spec.token = Some(Token::new(token)?);
-    }
-    for arg in &args.k3s_arg {
-        spec.k3s_args.push(Filtered::parse(arg)?);
-    }
-    for var in &args.env {
-        spec.env.push(Filtered::parse(var)?);
-    }
-    for volume in &args.volume {
-        spec.volumes.push(Filtered::parse(volume)?);
-    }
-    for port in &args.port {
-        spec.ports.push(Filtered::parse(port)?);
-    }
-    if args.no_lb {
-        spec.loadbalancer.enabled = false;
-    }
-    if let Some(image) = &args.lb_image {
-        spec.loadbalancer.image = Some(image.clone());
-    }
-    if let Some(timeout) = args.timeout {
-        spec.timeouts = Timeouts::all(timeout);
-    }
-    if args.no_rollback {
-        spec.no_rollback = true;
-    }
-    spec.validate()?;
-    Ok(spec)
+    Ok(topgun_core::connect().await?)
 }
 
 /// Waits for SIGINT, SIGTERM or SIGHUP (a closed terminal or ssh session).
@@ -184,7 +61,7 @@ pub(crate) fn progress(global: &GlobalArgs) -> Option<topgun_core::Progress> {
     let verbose = global.verbose > 0;
     // The counts, and whether a status line is on the terminal.
     let state = std::sync::Mutex::new((topgun_core::ReadyCounts::new(), false));
-    Some(Arc::new(move |event: &Event| {
+    Some(topgun_core::Progress::new(move |event: &Event| {
         let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
         let (counts, shown) = &mut *state;
         let changed = counts.update(event);
@@ -220,18 +97,39 @@ pub(crate) fn progress(global: &GlobalArgs) -> Option<topgun_core::Progress> {
 
 /// Runs `topgun create`.
 pub async fn run(args: CreateArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
-    let spec = spec(&args)?;
+    let Resolved { mut spec, settings } = precedence::resolve(&args, &|k| std::env::var(k).ok())?;
+    super::registry::apply_create_flags(&mut spec, &args)?;
     for warning in spec.warnings() {
         output::warn(&warning.to_string());
     }
     let docker = docker().await?;
+    if args.dry_run {
+        let plan = Cluster::plan(&docker, &spec).await?;
+        /// What `--dry-run` shows, in this order.
+        #[derive(serde::Serialize)]
+        struct DryRun<'a> {
+            settings: &'a std::collections::BTreeMap<&'static str, precedence::Setting>,
+            plan: &'a topgun_core::Plan,
+        }
+        let shown = DryRun {
+            settings: &settings,
+            plan: &plan,
+        };
+        match args.output {
+            CreateOutput::Json => output::json(&shown)?,
+            CreateOutput::Text | CreateOutput::Yaml => output::yaml(&shown)?,
+        }
+        return Ok(ExitCode::from(EXIT_SUCCESS));
+    }
     let mut options = CreateOptions::new();
     if let Some(p) = progress(global) {
         options = options.progress(p);
     }
-    if !args.no_kubeconfig {
-        let files = topgun_core::default_kubeconfig_files().map_err(core_error)?;
-        options = options.merge_kubeconfig_files(files, args.switch_context);
+    // The config file's `kubeconfig:` (k3d's options.kubeconfig), then the flags.
+    if !args.no_kubeconfig && spec.kubeconfig.merge {
+        let files = topgun_core::default_kubeconfig_files()?;
+        let switch = args.switch_context || spec.kubeconfig.switch_context;
+        options = options.merge_kubeconfig_files(files, switch);
     }
     let started = Instant::now();
     // The first signal cancels the create; later ones, while the rollback
@@ -242,19 +140,22 @@ pub async fn run(args: CreateArgs, global: &GlobalArgs) -> anyhow::Result<ExitCo
         tokio::spawn(rollback_notice(name));
     };
     let cluster = Cluster::create_until(docker, &spec, &options, cancel).await;
-    let cluster = cluster.map_err(|e| match e {
-        topgun_core::Error::Cancelled if !spec.no_rollback => Failed(anyhow::anyhow!(
-            "interrupted; everything this create had made was removed"
-        ))
-        .into(),
-        e => core_error(e),
+    let cluster = cluster.map_err(|e| -> anyhow::Error {
+        match e {
+            topgun_core::Error::Cancelled if !spec.no_rollback => Failed(anyhow::anyhow!(
+                "interrupted; everything this create had made was removed"
+            ))
+            .into(),
+            e => e.into(),
+        }
     })?;
     let Some(created) = cluster.created() else {
         anyhow::bail!("internal error: the create returned no report");
     };
     match args.output {
-        OutputFormat::Json => output::json(created)?,
-        OutputFormat::Text => {
+        CreateOutput::Json => output::json(created)?,
+        CreateOutput::Yaml => output::yaml(created)?,
+        CreateOutput::Text => {
             output::result(&format!(
                 "created cluster {} in {:.1}s: {} nodes, API at {}",
                 created.name,

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use topgun_core::{Cluster, DeleteOptions};
 
 use super::EXIT_SUCCESS;
-use super::create::{core_error, docker};
+use super::create::docker;
 use crate::cli::GlobalArgs;
 use crate::cli::cluster::DeleteArgs;
 use crate::output;
@@ -29,8 +29,7 @@ pub async fn run(args: DeleteArgs, _global: &GlobalArgs) -> anyhow::Result<ExitC
                     .await
             }
             None => Cluster::delete_all(&docker, &options).await,
-        }
-        .map_err(core_error)?;
+        }?;
         let what = match target {
             Some(name) => name.clone(),
             None => "all clusters".to_owned(),

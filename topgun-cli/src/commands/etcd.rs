@@ -348,8 +348,7 @@ async fn keys(args: KeysArgs) -> anyhow::Result<ExitCode> {
     let checker = connect(&args.connect).await?;
     let listing = checker
         .list_keys(&args.prefix, args.limit, usize::from(args.depth))
-        .await
-        .map_err(|e| Failed(e.into()))?;
+        .await?;
     match args.output {
         OutputFormat::Json => output::json(&listing)?,
         OutputFormat::Text => {

@@ -3,11 +3,10 @@
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use topgun_core::{Cluster, Event, ImportOptions, ImportWhen, Imported, NodeFilter, Progress};
 
-use super::create::{core_error, docker, interrupted};
+use super::create::{docker, interrupted};
 use super::list::table;
 use super::{EXIT_SUCCESS, Failed};
 use crate::cli::image::{ImageArgs, ImageCommand, ImportArgs};
@@ -26,7 +25,7 @@ fn progress(global: &GlobalArgs) -> Option<Progress> {
     if global.quiet || !std::io::stderr().is_terminal() {
         return None;
     }
-    Some(Arc::new(|event: &Event| {
+    Some(Progress::new(|event: &Event| {
         output::progress(&event.to_string())
     }))
 }
@@ -85,7 +84,7 @@ async fn import(args: ImportArgs, global: &GlobalArgs) -> anyhow::Result<ExitCod
     let cluster = Cluster::named(docker, &args.cluster);
     let imported = tokio::select! {
         r = cluster.import_images(&args.images, &options) => {
-            r.map_err(core_error)?
+            r?
         }
         () = interrupted() => {
             return Err(Failed(anyhow::anyhow!(

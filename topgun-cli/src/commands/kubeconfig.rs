@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use topgun_core::Cluster;
 
 use super::EXIT_SUCCESS;
-use super::create::{core_error, docker};
+use super::create::docker;
 use crate::cli::GlobalArgs;
 use crate::cli::cluster::{KubeconfigArgs, KubeconfigCommand};
 use crate::output;
@@ -15,10 +15,7 @@ pub async fn run(args: KubeconfigArgs, _global: &GlobalArgs) -> anyhow::Result<E
     let docker = docker().await?;
     match args.command {
         KubeconfigCommand::Get { name } => {
-            let kubeconfig = Cluster::named(docker, &name)
-                .kubeconfig()
-                .await
-                .map_err(core_error)?;
+            let kubeconfig = Cluster::named(docker, &name).kubeconfig().await?;
             output::result(kubeconfig.expose().trim_end());
         }
         KubeconfigCommand::Merge {
@@ -26,16 +23,12 @@ pub async fn run(args: KubeconfigArgs, _global: &GlobalArgs) -> anyhow::Result<E
             kubeconfig,
             switch_context,
         } => {
-            let yaml = Cluster::named(docker, &name)
-                .kubeconfig()
-                .await
-                .map_err(core_error)?;
+            let yaml = Cluster::named(docker, &name).kubeconfig().await?;
             let files = match kubeconfig {
                 Some(p) => vec![p],
-                None => topgun_core::default_kubeconfig_files().map_err(core_error)?,
+                None => topgun_core::default_kubeconfig_files()?,
             };
-            let path =
-                topgun_core::merge_kubeconfig(&files, &yaml, switch_context).map_err(core_error)?;
+            let path = topgun_core::merge_kubeconfig(&files, &yaml, switch_context)?;
             output::result(&format!(
                 "merged context topgun-{name} into {}{}",
                 path.display(),

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use topgun_core::{Cluster, Engine};
 
 use super::EXIT_SUCCESS;
-use super::create::{core_error, docker};
+use super::create::docker;
 use crate::cli::cluster::ListArgs;
 use crate::cli::{GlobalArgs, OutputFormat};
 use crate::output;
@@ -97,7 +97,7 @@ pub async fn run(args: ListArgs, _global: &GlobalArgs) -> anyhow::Result<ExitCod
         return all_contexts(&args).await;
     }
     let docker = docker().await?;
-    let clusters = Cluster::list(&docker).await.map_err(core_error)?;
+    let clusters = Cluster::list(&docker).await?;
     match args.output {
         OutputFormat::Json => output::json(&clusters)?,
         OutputFormat::Text => output::result(&render(&clusters)),

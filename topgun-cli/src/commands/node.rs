@@ -8,7 +8,7 @@ use topgun_core::{
     NodeStatus, Role,
 };
 
-use super::create::{core_error, docker, interrupted, progress};
+use super::create::{docker, interrupted, progress};
 use super::list::table;
 use super::{EXIT_SUCCESS, Failed};
 use crate::cli::node::{
@@ -31,10 +31,7 @@ pub async fn run(args: NodeArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode
 
 async fn list(args: NodeListArgs) -> anyhow::Result<ExitCode> {
     let docker = docker().await?;
-    let nodes = Cluster::named(docker, &args.cluster)
-        .nodes()
-        .await
-        .map_err(core_error)?;
+    let nodes = Cluster::named(docker, &args.cluster).nodes().await?;
     match args.output {
         OutputFormat::Json => output::json(&nodes)?,
         OutputFormat::Text => output::result(&render(&nodes)),
@@ -79,16 +76,17 @@ async fn add(args: NodeAddArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode>
         options = options.progress(p);
     }
     let added = Cluster::open(docker, &args.cluster)
-        .await
-        .map_err(core_error)?
+        .await?
         .add_nodes_until(role, args.count, &options, interrupted())
         .await
-        .map_err(|e| match e {
-            topgun_core::Error::Cancelled => Failed(anyhow::anyhow!(
-                "interrupted; everything this add had made was removed"
-            ))
-            .into(),
-            e => core_error(e),
+        .map_err(|e| -> anyhow::Error {
+            match e {
+                topgun_core::Error::Cancelled => Failed(anyhow::anyhow!(
+                    "interrupted; everything this add had made was removed"
+                ))
+                .into(),
+                e => e.into(),
+            }
         })?;
     for warning in &added.warnings {
         output::warn(&warning.to_string());
@@ -127,16 +125,8 @@ async fn delete(args: NodeNamesArgs, global: &GlobalArgs) -> anyhow::Result<Exit
         options = options.progress(p);
     }
     let mut deleted = Vec::new();
-    for (cluster, nodes) in Cluster::of_nodes(&docker, &args.nodes)
-        .await
-        .map_err(core_error)?
-    {
-        deleted.extend(
-            cluster
-                .delete_nodes(&nodes, &options)
-                .await
-                .map_err(core_error)?,
-        );
+    for (cluster, nodes) in Cluster::of_nodes(&docker, &args.nodes).await? {
+        deleted.extend(cluster.delete_nodes(&nodes, &options).await?);
     }
     for d in &deleted {
         for warning in &d.warnings {
@@ -178,16 +168,8 @@ async fn stop(args: NodeNamesArgs, global: &GlobalArgs) -> anyhow::Result<ExitCo
         options = options.progress(p);
     }
     let mut changes = Vec::new();
-    for (cluster, nodes) in Cluster::of_nodes(&docker, &args.nodes)
-        .await
-        .map_err(core_error)?
-    {
-        changes.extend(
-            cluster
-                .stop_nodes(&nodes, &options)
-                .await
-                .map_err(core_error)?,
-        );
+    for (cluster, nodes) in Cluster::of_nodes(&docker, &args.nodes).await? {
+        changes.extend(cluster.stop_nodes(&nodes, &options).await?);
     }
     report_changes(&changes, args.output)
 }
@@ -206,18 +188,12 @@ async fn start_or_restart(
         options = options.progress(p);
     }
     let mut changes = Vec::new();
-    for (cluster, nodes) in Cluster::of_nodes(&docker, &args.nodes)
-        .await
-        .map_err(core_error)?
-    {
-        changes.extend(
-            if restart {
-                cluster.restart_nodes(&nodes, &options).await
-            } else {
-                cluster.start_nodes(&nodes, &options).await
-            }
-            .map_err(core_error)?,
-        );
+    for (cluster, nodes) in Cluster::of_nodes(&docker, &args.nodes).await? {
+        changes.extend(if restart {
+            cluster.restart_nodes(&nodes, &options).await
+        } else {
+            cluster.start_nodes(&nodes, &options).await
+        }?);
     }
     report_changes(&changes, args.output)
 }

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use serde::Serialize;
 use topgun_core::{ApiStatus, BackendState, Cluster, ClusterStatus, KubeconfigStatus, NodeStatus};
 
-use super::create::{core_error, docker};
+use super::create::docker;
 use super::list::table;
 use super::{EXIT_FAILURE, EXIT_SUCCESS};
 use crate::cli::cluster::StatusArgs;
@@ -185,10 +185,7 @@ fn render(s: &ClusterStatus) -> String {
 /// Runs `topgun status`.
 pub async fn run(args: StatusArgs, _global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let docker = docker().await?;
-    let status = Cluster::named(docker, &args.name)
-        .status()
-        .await
-        .map_err(core_error)?;
+    let status = Cluster::named(docker, &args.name).status().await?;
     match args.output {
         OutputFormat::Json => output::json(&to_json(&status))?,
         OutputFormat::Text => output::result(&render(&status)),

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use topgun_core::{Changed, Cluster, LifecycleOptions};
 
 use super::EXIT_SUCCESS;
-use super::create::{core_error, docker, progress};
+use super::create::{docker, progress};
 use crate::cli::cluster::{RestartArgs, StopStartArgs};
 use crate::cli::{GlobalArgs, OutputFormat};
 use crate::output;
@@ -38,8 +38,7 @@ async fn targets(
 ) -> anyhow::Result<Vec<Cluster>> {
     let names: Vec<String> = if all {
         Cluster::list(docker)
-            .await
-            .map_err(core_error)?
+            .await?
             .into_iter()
             .filter(|c| c.state != "leftovers")
             .map(|c| c.name)
@@ -49,11 +48,7 @@ async fn targets(
     };
     let mut clusters = Vec::new();
     for name in names {
-        clusters.push(
-            Cluster::open(docker.clone(), &name)
-                .await
-                .map_err(core_error)?,
-        );
+        clusters.push(Cluster::open(docker.clone(), &name).await?);
     }
     Ok(clusters)
 }
@@ -71,13 +66,13 @@ async fn run(
     let mut done: Vec<Changed> = Vec::new();
     for cluster in targets(&docker, names, all).await? {
         if direction != Direction::Start {
-            let stopped = cluster.stop(&options).await.map_err(core_error)?;
+            let stopped = cluster.stop(&options).await?;
             if direction == Direction::Stop {
                 done.push(stopped);
                 continue;
             }
         }
-        done.push(cluster.start(&options).await.map_err(core_error)?);
+        done.push(cluster.start(&options).await?);
     }
     match format {
         OutputFormat::Json => output::json(&done)?,

@@ -26,8 +26,8 @@ use topgun_tls::{KeyPem, San};
 use crate::images::ImageSet;
 use crate::labels;
 use crate::spec::{
-    CgroupnsMode, ClusterRecord, ClusterSpec, Datastore, EndpointKind, NodeFilter, Protocol,
-    RECORD_PATH, Role, Subnet, Timeouts, Token, Warning,
+    CgroupnsMode, ClusterRecord, ClusterSpec, Datastore, EndpointKind, EtcdDatastore, NodeFilter,
+    Protocol, RECORD_PATH, Role, Subnet, Timeouts, Token, Warning,
 };
 use crate::{Error, Result};
 
@@ -171,6 +171,10 @@ pub(crate) struct ClusterPlan {
     /// The etcd plan (certificates included), when topgun runs etcd.
     #[serde(skip)]
     pub etcd: Option<EtcdPlan>,
+    /// Registries connected to the network (the created one made first)
+    /// after it exists and before any node starts.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub registries: Vec<crate::registry::plan::RegistryStep>,
 }
 
 /// The cluster network.
@@ -515,6 +519,22 @@ pub(crate) fn start_phases(nodes: &[(String, Role, u32)], timeouts: &Timeouts) -
     phases
 }
 
+/// The etcd cluster of `spec`'s datastore `etcd`: its members, at their
+/// addresses in `subnet`, with client certificates that also name
+/// `control_host` (where topgun dials them). The one place both the
+/// certificates (made before planning) and the plan start from.
+pub(crate) fn etcd_cluster_spec(
+    spec: &ClusterSpec,
+    etcd: &EtcdDatastore,
+    subnet: &Subnet,
+    control_host: IpAddr,
+) -> EtcdClusterSpec {
+    EtcdClusterSpec::new(spec.name.lowercase())
+        .with_members(etcd.members as usize)
+        .with_addresses((0..etcd.members).map(|i| IpAddr::V4(node_ip(subnet, Role::Etcd, i))))
+        .with_client_sans(extra_etcd_sans(control_host))
+}
+
 /// The name of a cluster's images volume.
 pub(crate) fn images_volume_name(cluster: &str) -> String {
     format!("topgun-{cluster}-images")
@@ -734,15 +754,9 @@ impl<'a> Planner<'a> {
         let mut warnings = spec.warnings();
         let etcd = match &spec.datastore {
             Datastore::Etcd(e) => {
-                let subnet = ctx.subnet;
-                let etcd_spec = EtcdClusterSpec::new(spec.name.lowercase())
-                    .with_members(e.members as usize)
+                let etcd_spec = etcd_cluster_spec(spec, e, &ctx.subnet, ctx.control_host)
                     .with_image(ctx.images.etcd.clone())
-                    .with_token(format!("topgun-{}-{}", spec.name.lowercase(), ctx.run_id))
-                    .with_addresses(
-                        (0..e.members).map(|i| IpAddr::V4(node_ip(&subnet, Role::Etcd, i))),
-                    )
-                    .with_client_sans(extra_etcd_sans(ctx.control_host));
+                    .with_token(format!("topgun-{}-{}", spec.name.lowercase(), ctx.run_id));
                 let pki = ctx.etcd_pki.clone().ok_or_else(|| {
                     Error::bug(
                         "the plan context",
@@ -975,6 +989,11 @@ impl<'a> Planner<'a> {
             sans: self.sans.clone(),
             warnings: self.warnings.clone(),
             etcd: self.etcd.take(),
+            registries: crate::registry::plan::steps(
+                &spec.registries,
+                &self.network,
+                self.labels(crate::registry::plan::ROLE_REGISTRY),
+            )?,
         })
     }
 
@@ -1308,6 +1327,13 @@ impl<'a> Planner<'a> {
             K3S_CONFIG_PATH.to_owned(),
             FileContents::Secret(KeyPem::new(k3s_config_yaml(&config))),
         ));
+        // It may hold the user's registry passwords: 0600.
+        if let Some(text) = crate::registry::plan::registries_yaml(&spec.registries)? {
+            files.push(file(
+                crate::registry::plan::REGISTRIES_PATH.to_owned(),
+                FileContents::Secret(KeyPem::new(text)),
+            ));
+        }
         for arg in &spec.k3s_args {
             let filter = arg
                 .filter

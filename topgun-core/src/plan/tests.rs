@@ -592,3 +592,54 @@ fn a_deleted_node_leaves_the_load_balancer() {
         None
     );
 }
+
+#[test]
+fn registries_are_connected_before_nodes_start_and_every_k3s_node_gets_their_mirrors() {
+    use crate::registry::{RegistriesConfig, RegistriesSpec, RegistryRef, RegistrySpec};
+    let registries = RegistriesSpec {
+        create: Some(
+            RegistrySpec::parse("registry.localhost:5001")
+                .unwrap()
+                .with_image("registry:2"),
+        ),
+        uses: vec![RegistryRef::parse("shared.localhost:5002").unwrap()],
+        config: Some(
+            RegistriesConfig::parse(
+                "configs:\n  mirror.example:\n    auth: {username: u, password: REDACTED-PW}\n",
+                std::path::Path::new("r.yaml"),
+            )
+            .unwrap(),
+        ),
+    };
+    let spec = ClusterSpec::builder("demo")
+        .agents(1)
+        .registries(registries)
+        .build()
+        .unwrap();
+    let plan = plan(&spec, &ctx(&spec)).unwrap();
+    snapshot("plan_registries", &plan);
+    let path = crate::registry::plan::REGISTRIES_PATH;
+    let mut contents = Vec::new();
+    for node in plan
+        .nodes
+        .iter()
+        .filter(|n| matches!(n.role, Role::Server | Role::Agent))
+    {
+        let file = node
+            .files
+            .iter()
+            .find(|f| f.path == path)
+            .unwrap_or_else(|| panic!("{} has no {path}", node.name));
+        assert_eq!(file.mode, 0o600, "{}", node.name);
+        contents.push(String::from_utf8(file.contents.expose().to_vec()).unwrap());
+    }
+    assert_eq!(contents.len(), 2);
+    assert_eq!(contents[0], contents[1]);
+    let mut settings = insta::Settings::clone_current();
+    settings.set_snapshot_path("snapshots");
+    settings.set_prepend_module_to_snapshot(false);
+    settings.bind(|| insta::assert_snapshot!("plan_registries_yaml", contents[0]));
+    // The load balancer gets none.
+    let lb = plan.node("topgun-demo-lb").unwrap();
+    assert!(lb.files.iter().all(|f| f.path != path));
+}

@@ -35,7 +35,7 @@ impl Run<'_> {
             };
         }
         let reason = match error {
-            Error::Api { url, reason } => format!("{url} did not answer ok: {reason}"),
+            Error::Api { url, reason, .. } => format!("{url} did not answer ok: {reason}"),
             other => other.to_string(),
         };
         Error::Timeout {

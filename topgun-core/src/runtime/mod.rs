@@ -61,22 +61,13 @@ pub struct MergeTarget {
 }
 
 /// How to run a create.
-#[derive(Clone, Default)]
+#[derive(Debug, Clone, Default)]
 #[non_exhaustive]
 pub struct CreateOptions {
     /// Receives progress events.
     pub progress: Option<Progress>,
     /// Merge the kubeconfig into this file before reporting success.
     pub merge_kubeconfig: Option<MergeTarget>,
-}
-
-impl std::fmt::Debug for CreateOptions {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CreateOptions")
-            .field("progress", &self.progress.is_some())
-            .field("merge_kubeconfig", &self.merge_kubeconfig)
-            .finish()
-    }
 }
 
 impl CreateOptions {
@@ -174,6 +165,29 @@ fn ser_phases<S: serde::Serializer>(
     seq.end()
 }
 
+/// The plan a create of `spec` would execute now, with the same checks and
+/// choices (images present, name and ports free, a free subnet, host ports,
+/// certificates), but nothing created: Docker is only read.
+pub(crate) async fn plan_only(docker: &Docker, spec: &ClusterSpec) -> Result<ClusterPlan> {
+    spec.validate()?;
+    let placed = crate::engine::place_api(spec)?;
+    let (spec, api_name) = match &placed {
+        Some((placed, name)) => (placed, Some(name.clone())),
+        None => (spec, None),
+    };
+    let pinned = crate::registry::pin(docker, spec).await?;
+    let spec = pinned.as_ref().unwrap_or(spec);
+    let mut prepared = prepare::prepare(docker, spec).await?;
+    prepared.ctx.api_name = api_name;
+    let mut plan = plan::plan(spec, &prepared.ctx)?;
+    let open = plan.open_ports();
+    if !open.is_empty() {
+        prepared.ctx.host_ports = prepare::free_ports(docker, &open).await?;
+        plan = plan::plan(spec, &prepared.ctx)?;
+    }
+    Ok(plan)
+}
+
 /// Creates the cluster `spec` describes, or stops when `cancel` completes
 /// (wire SIGINT/SIGTERM to it) and returns [`Error::Cancelled`].
 ///
@@ -200,6 +214,13 @@ where
     // Held until the create has succeeded or rolled back (see `lock`).
     let _lock = crate::lock::ClusterLock::for_create(&dockerx::docker_host(), spec.name.as_str())?;
     tokio::pin!(cancel);
+    // Registries resolved (the created one's port and image, the used
+    // ones found): still nothing exists.
+    let pinned = tokio::select! {
+        r = crate::registry::pin(docker, spec) => r?,
+        () = &mut cancel => return Err(Error::Cancelled),
+    };
+    let spec = pinned.as_ref().unwrap_or(spec);
     let mut prepared = tokio::select! {
         r = prepare::prepare(docker, spec) => r?,
         () = &mut cancel => return Err(Error::Cancelled),
@@ -285,6 +306,10 @@ where
                 .to_owned(),
         },
     );
+    if !spec.registries.is_empty() {
+        // The network goes only once no registry is attached to it.
+        crate::registry::detach_all(docker, spec.name.as_str()).await;
+    }
     match rollback(docker, &run_id).await {
         Ok(removal) if removal.failed.is_empty() => {
             emit(
@@ -376,6 +401,7 @@ impl Run<'_> {
         let started = Instant::now();
         let t = self.phase_started(PhaseKind::Prepare, &[]);
         let plan = self.create_network().await?;
+        crate::registry::attach(self.docker, &plan.registries).await?;
         for message in &plan.warnings {
             self.emit(Event::Warning {
                 message: message.to_string(),
@@ -478,7 +504,7 @@ impl Run<'_> {
         let k3s_yaml =
             archive::read_file(self.docker, &plan.api.kubeconfig_from, KUBECONFIG_PATH).await?;
         let k3s_yaml = String::from_utf8(k3s_yaml)
-            .map_err(|_| Error::Kubeconfig(format!("{KUBECONFIG_PATH} is not UTF-8")))?;
+            .map_err(|e| crate::kubeconfig::not_text(KUBECONFIG_PATH, e))?;
         let kubeconfig = kubeconfig::rewrite(&k3s_yaml, &plan.name, &server)?;
         let creds = kubeconfig::credentials(&kubeconfig)?;
         let timeout = self.spec.timeouts.api;
@@ -514,6 +540,7 @@ impl Run<'_> {
                     "the kubeconfig does not pass topgun's check: {}",
                     problems.join("; ")
                 ),
+                source: None,
             });
         }
         let mut kubeconfig_path = None;

@@ -46,7 +46,7 @@ use crate::{Error, Result, api, archive, kubeconfig, labels};
 pub(crate) const MAX_ADD: u32 = 50;
 
 /// How to add nodes.
-#[derive(Clone, Default)]
+#[derive(Debug, Clone, Default)]
 #[non_exhaustive]
 pub struct AddNodesOptions {
     /// The k3s image the new nodes run; `None`: the image the cluster's
@@ -57,16 +57,6 @@ pub struct AddNodesOptions {
     /// How long each new node, and the load balancer, may take; `None`:
     /// the cluster's own (from its record).
     pub timeouts: Option<Timeouts>,
-}
-
-impl std::fmt::Debug for AddNodesOptions {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AddNodesOptions")
-            .field("image", &self.image)
-            .field("progress", &self.progress.is_some())
-            .field("timeouts", &self.timeouts)
-            .finish()
-    }
 }
 
 impl AddNodesOptions {
@@ -119,7 +109,7 @@ pub struct Added {
 }
 
 /// How to delete nodes.
-#[derive(Clone, Default)]
+#[derive(Debug, Clone, Default)]
 #[non_exhaustive]
 pub struct DeleteNodeOptions {
     /// Receives progress events.
@@ -127,15 +117,6 @@ pub struct DeleteNodeOptions {
     /// How long the load balancer may take to drop a server; `None`: the
     /// default API timeout.
     pub timeouts: Option<Timeouts>,
-}
-
-impl std::fmt::Debug for DeleteNodeOptions {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DeleteNodeOptions")
-            .field("progress", &self.progress.is_some())
-            .field("timeouts", &self.timeouts)
-            .finish()
-    }
 }
 
 impl DeleteNodeOptions {

@@ -7,15 +7,14 @@ use std::net::{IpAddr, Ipv4Addr, TcpListener, UdpSocket};
 
 use bollard::Docker;
 use futures_util::future::try_join_all;
-use topgun_etcd::EtcdClusterSpec;
 use topgun_etcd::plan::EtcdPki;
 use topgun_tls::KeyPem;
 
 use crate::docker::{self, docker_is_local};
 use crate::images::ImageSet;
 use crate::labels;
-use crate::plan::{ExternalTls, PlanContext, network_name, node_ip};
-use crate::spec::{ClusterSpec, Datastore, Protocol, Role, Subnet, Token};
+use crate::plan::{ExternalTls, PlanContext, network_name};
+use crate::spec::{ClusterSpec, Datastore, Protocol, Subnet, Token};
 use crate::{Error, Result};
 
 /// The ranges searched for a free /24: 172.28.0.0/14 (172.28-31.x.0/24).
@@ -91,10 +90,7 @@ pub(crate) fn etcd_pki(
     let Datastore::Etcd(e) = &spec.datastore else {
         return Ok(None);
     };
-    let etcd_spec = EtcdClusterSpec::new(spec.name.lowercase())
-        .with_members(e.members as usize)
-        .with_addresses((0..e.members).map(|i| IpAddr::V4(node_ip(subnet, Role::Etcd, i))))
-        .with_client_sans(crate::plan::extra_etcd_sans(control_host));
+    let etcd_spec = crate::plan::etcd_cluster_spec(spec, e, subnet, control_host);
     Ok(Some(EtcdPki::generate(&etcd_spec)?))
 }
 

@@ -27,22 +27,13 @@ use crate::{Error, Result, api, kubeconfig};
 use super::logs;
 
 /// How to stop or start.
-#[derive(Clone, Default)]
+#[derive(Debug, Clone, Default)]
 #[non_exhaustive]
 pub struct LifecycleOptions {
     /// Receives progress events.
     pub progress: Option<Progress>,
     /// How long each phase of a start may take; `None`: the defaults.
     pub timeouts: Option<Timeouts>,
-}
-
-impl std::fmt::Debug for LifecycleOptions {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LifecycleOptions")
-            .field("progress", &self.progress.is_some())
-            .field("timeouts", &self.timeouts)
-            .finish()
-    }
 }
 
 impl LifecycleOptions {
@@ -386,17 +377,13 @@ async fn wait_api(docker: &Docker, name: &str, options: &LifecycleOptions) -> Re
         },
     );
     let config = lifecycle::kubeconfig(docker, name).await?;
-    let server = kubeconfig::server_of(&config)?;
-    let addr: std::net::SocketAddr = server
-        .strip_prefix("https://")
-        .and_then(|a| a.parse().ok())
-        .ok_or_else(|| Error::Kubeconfig(format!("the server {server} is not https://IP:PORT")))?;
+    let (server, addr) = kubeconfig::api_address_of(&config)?;
     let (host, port) = (addr.ip(), addr.port());
     let creds = kubeconfig::credentials(&config)?;
     api::wait_ready(host, port, &creds, Instant::now() + timeout)
         .await
         .map_err(|e| match e {
-            Error::Api { url, reason } => Error::Timeout {
+            Error::Api { url, reason, .. } => Error::Timeout {
                 node: format!("the API of {name}"),
                 waiting_for: format!("{url} did not answer ok: {reason}"),
                 after: timeout,

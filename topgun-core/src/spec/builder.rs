@@ -54,6 +54,8 @@ impl ClusterSpecBuilder {
                 init: true,
                 cgroupns: None,
                 privileged: None,
+                kubeconfig: super::KubeconfigSpec::default(),
+                registries: Default::default(),
             },
             error,
         }
@@ -192,6 +194,13 @@ impl ClusterSpecBuilder {
     /// Runs k3s nodes privileged or not (`None`: decide automatically).
     pub fn privileged(mut self, privileged: Option<bool>) -> Self {
         self.spec.privileged = privileged;
+        self
+    }
+
+    /// Sets the registries to create or use (see
+    /// [`crate::RegistriesSpec`]).
+    pub fn registries(mut self, registries: crate::RegistriesSpec) -> Self {
+        self.spec.registries = registries;
         self
     }
 

@@ -6,13 +6,15 @@
 //! ```text
 //! filters  = filter *( ";" filter )
 //! filter   = "all" | "loadbalancer" | role [ ":" selector ]
-//! role     = "server" | "agent" | "etcd"
+//! role     = "server" | "agent" | "etcd"   (k3d's "servers", "agents" too)
 //! selector = "*" | item *( "," item )
 //! item     = N | N "-" M
 //! ```
 //!
 //! `server` alone means `server:*`; `all` means every k3s node (servers and
-//! agents). A value is split from its filter at the last `@`.
+//! agents). A value is split from its filter at the last `@`. k3d v5's
+//! filters are this grammar; k3d v4's brackets (`server[0]`) and k3d's port
+//! suffixes (`:direct`, `:proxy`) are refused with the form to write.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -126,6 +128,30 @@ impl NodeFilter {
         }
         let mut selectors = Vec::new();
         for part in text.split(';') {
+            if let Some((role, rest)) = part.split_once('[') {
+                return Err(Error::invalid(
+                    what(),
+                    "uses k3d v4's brackets",
+                    format!(
+                        "write `{role}:{}` (k3d v5's form)",
+                        rest.trim_end_matches(']')
+                    ),
+                ));
+            }
+            if let Some((head, suffix)) = part.rsplit_once(':')
+                && head.contains(':')
+                && matches!(suffix, "direct" | "proxy")
+            {
+                return Err(Error::invalid(
+                    what(),
+                    format!("has k3d's port suffix `:{suffix}`"),
+                    format!(
+                        "write `{head}` to publish a port on those nodes, or `loadbalancer` to \
+                         publish it on the load balancer, which forwards it to every server and \
+                         agent"
+                    ),
+                ));
+            }
             let (role, sel) = match part.split_once(':') {
                 Some((role, sel)) => (role, Some(sel)),
                 None => (part, None),
@@ -142,14 +168,13 @@ impl NodeFilter {
                     selectors.push(Selector::All);
                     continue;
                 }
-                "server" => Role::Server,
-                "agent" => Role::Agent,
+                "server" | "servers" => Role::Server,
+                "agent" | "agents" => Role::Agent,
                 "etcd" => Role::Etcd,
                 "loadbalancer" => Role::LoadBalancer,
                 "" => return Err(Error::invalid(what(), "has an empty part", fix)),
                 other => {
                     let hint = match other {
-                        "servers" | "agents" => format!("write `{}`", &other[..other.len() - 1]),
                         "lb" | "serverlb" => "write `loadbalancer`".to_owned(),
                         _ => fix.to_owned(),
                     };
@@ -288,7 +313,9 @@ fn parse_ranges(sel: &str) -> std::result::Result<Vec<(u32, u32)>, String> {
 /// Whether `suffix` (the text after the last `@`) is meant as a filter: a
 /// lowercase word, optionally followed by `:` and more.
 fn looks_like_filter(suffix: &str) -> bool {
-    let head = suffix.split([':', ';']).next().unwrap_or_default();
+    // `[` too: k3d v4's `server[0]` gets its hint rather than being taken
+    // as part of the value.
+    let head = suffix.split([':', ';', '[']).next().unwrap_or_default();
     !head.is_empty() && head.chars().all(|c| c.is_ascii_lowercase())
 }
 
@@ -833,6 +860,13 @@ mod tests {
                 &[(Role::Server, 0)],
             ),
             ("etcd:*", &[(Role::Etcd, 2)], &[(Role::Server, 0)]),
+            // k3d's plural forms.
+            (
+                "servers:*",
+                &[(Role::Server, 0), (Role::Server, 2)],
+                &[(Role::Agent, 0)],
+            ),
+            ("agents:1", &[(Role::Agent, 1)], &[(Role::Agent, 0)]),
             (
                 "server:0;agent:*",
                 &[(Role::Server, 0), (Role::Agent, 1)],
@@ -855,7 +889,13 @@ mod tests {
         let cases = [
             ("", "is empty"),
             ("servr:0", "unknown role \"servr\""),
-            ("servers:*", "write `server`"),
+            ("server[0]", "write `server:0` (k3d v5's form)"),
+            ("agent[*]", "write `agent:*`"),
+            (
+                "server:0:direct",
+                "write `server:0` to publish a port on those nodes",
+            ),
+            ("agents:*:proxy", "k3d's port suffix `:proxy`"),
             ("lb", "write `loadbalancer`"),
             ("server:x", "where an index"),
             ("server:2-1", "backwards range"),
@@ -905,6 +945,11 @@ mod tests {
         let f = Filtered::<EnvVar>::parse("EMAIL=a@b.example").unwrap();
         assert_eq!(f.value.value, "a@b.example");
         assert!(f.filter.is_none());
+        // k3d v4's brackets are a filter with a hint, not part of the value.
+        let err = Filtered::<EnvVar>::parse("FOO=bar@server[0]")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("write `server:0`"), "{err}");
         let err = Filtered::<K3sArg>::parse("--disable=traefik@servr:0")
             .unwrap_err()
             .to_string();
@@ -1027,12 +1072,12 @@ mod tests {
                 assert!(!m.contains("AAAAAAAA") && m.contains("not shown"), "{m}");
             }
         }
-        let m = Filtered::<EnvVar>::parse("DB_PASSWORD=sEcReT123@servers")
+        let m = Filtered::<EnvVar>::parse("DB_PASSWORD=sEcReT123@servrs")
             .unwrap_err()
             .to_string();
         assert!(!m.contains("sEcReT123"), "{m}");
         assert!(
-            m.contains("\"DB_PASSWORD=…@servers\"") && m.contains("unknown role"),
+            m.contains("\"DB_PASSWORD=…@servrs\"") && m.contains("unknown role"),
             "{m}"
         );
         let m = Filtered::<EnvVar>::parse("DB_PASSWORD=sEcReT123@")

@@ -7,6 +7,7 @@ mod api;
 mod builder;
 pub(crate) mod datastore;
 pub(crate) mod filter;
+mod k3d;
 pub(crate) mod name;
 mod network;
 pub(crate) mod record;
@@ -33,10 +34,13 @@ pub use network::{NetworkSpec, Subnet};
 #[cfg_attr(not(feature = "testing"), allow(unused_imports, unreachable_pub))]
 pub use record::ClusterRecord;
 pub(crate) use record::RECORD_PATH;
-pub use timeouts::{Timeouts, parse_duration};
+pub use timeouts::Timeouts;
+#[cfg_attr(not(feature = "testing"), allow(unused_imports, unreachable_pub))]
+pub use timeouts::parse_duration;
 pub use warning::Warning;
 pub(crate) use yaml::MAX_CONFIG_BYTES;
-use yaml::{check_yaml_shape, yaml_message};
+pub(crate) use yaml::check_yaml_shape;
+use yaml::yaml_message;
 
 use crate::{Error, Result};
 
@@ -61,6 +65,7 @@ pub(crate) const MAX_AGENTS: u32 = 120;
 /// env: ["HTTP_PROXY=http://proxy:3128@all"]
 /// ports: ["8080:80@loadbalancer"]
 /// timeouts: {server: 3m}
+/// kubeconfig: {switch-context: true}
 /// ```
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
@@ -126,6 +131,13 @@ pub struct ClusterSpec {
     /// no privileges (label `dev.topgun.privileged=false`), else privileged.
     #[serde(default)]
     pub privileged: Option<bool>,
+    /// What `topgun create` does with the kubeconfig; `--no-kubeconfig` and
+    /// `--switch-context` override it.
+    #[serde(default)]
+    pub kubeconfig: KubeconfigSpec,
+    /// Registries to create or use, and the user's own `registries.yaml`.
+    #[serde(default)]
+    pub registries: crate::registry::RegistriesSpec,
 }
 
 fn one() -> u32 {
@@ -155,6 +167,28 @@ impl Default for LoadBalancerSpec {
         LoadBalancerSpec {
             enabled: true,
             image: None,
+        }
+    }
+}
+
+/// What `topgun create` does with the new cluster's kubeconfig entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+#[non_exhaustive]
+pub struct KubeconfigSpec {
+    /// Merge it into `$KUBECONFIG` or `~/.kube/config` (default: yes).
+    #[serde(default = "yes")]
+    pub merge: bool,
+    /// Make it the current context (default: no).
+    #[serde(default)]
+    pub switch_context: bool,
+}
+
+impl Default for KubeconfigSpec {
+    fn default() -> Self {
+        KubeconfigSpec {
+            merge: true,
+            switch_context: false,
         }
     }
 }
@@ -234,11 +268,31 @@ impl ClusterSpec {
         Ok(spec)
     }
 
-    /// Reads a spec from a YAML file of at most 1 MiB; see
-    /// [`ClusterSpec::from_yaml`].
+    /// Reads a spec from a YAML file of at most 1 MiB: topgun's own config
+    /// ([`ClusterSpec::from_yaml`]) or a k3d config
+    /// ([`ClusterSpec::from_k3d_yaml`]), told apart by `apiVersion`.
     pub fn from_yaml_file(path: &Path) -> Result<Self> {
         let text = topgun_tls::read::bounded_text(path, MAX_CONFIG_BYTES)?;
-        ClusterSpec::from_yaml(&text, path)
+        check_yaml_shape(&text).map_err(|message| Error::Config {
+            path: path.to_owned(),
+            message,
+        })?;
+        match k3d::detect(&text, path)? {
+            k3d::ConfigKind::K3d => ClusterSpec::from_k3d_yaml(&text, path),
+            k3d::ConfigKind::Topgun => ClusterSpec::from_yaml(&text, path),
+        }
+    }
+
+    /// Reads a k3d config file (`apiVersion: k3d.io/v1alpha5`, `kind:
+    /// Simple`): every k3d field maps onto topgun's config or is refused with
+    /// its line and what to do instead. [`convert_k3d`] shows the result
+    /// and notes on what maps with a difference.
+    pub fn from_k3d_yaml(text: &str, origin: &Path) -> Result<Self> {
+        let converted = convert_k3d(text, origin)?;
+        for note in &converted.notes {
+            tracing::info!("{}: {note}", origin.display());
+        }
+        Ok(converted.spec)
     }
 
     /// The number of nodes of each role.
@@ -374,6 +428,7 @@ impl ClusterSpec {
             }
         }
         self.check_ports(&counts)?;
+        self.registries.validate()?;
         if let Some(subnet) = &self.network.subnet
             && subnet.prefix > 24
         {
@@ -487,6 +542,52 @@ impl ClusterSpec {
         }
         out
     }
+}
+
+/// A k3d config converted to topgun's own ([`convert_k3d`]).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct K3dConversion {
+    /// topgun's config, as YAML text that [`ClusterSpec::from_yaml`] reads.
+    /// It holds the token if the k3d file had one.
+    pub yaml: String,
+    /// The spec it reads as, validated.
+    pub spec: ClusterSpec,
+    /// What maps with a difference (e.g. the API on 127.0.0.1 where k3d
+    /// would use 0.0.0.0), one sentence each.
+    pub notes: Vec<String>,
+}
+
+/// Converts a k3d config file (`apiVersion: k3d.io/v1alpha5`, `kind:
+/// Simple`) into topgun's own config. A k3d field topgun cannot honour is an
+/// error that names it, its line and what to do instead. `origin` names the
+/// source in messages.
+pub fn convert_k3d(text: &str, origin: &Path) -> Result<K3dConversion> {
+    check_yaml_shape(text).map_err(|message| Error::Config {
+        path: origin.to_owned(),
+        message,
+    })?;
+    if k3d::detect(text, origin)? != k3d::ConfigKind::K3d {
+        return Err(Error::Config {
+            path: origin.to_owned(),
+            message: format!(
+                "is not a k3d config: it has no `apiVersion: {}` and `kind: Simple`",
+                k3d::API_VERSION
+            ),
+        });
+    }
+    let (config, notes) = k3d::convert(text, origin)?;
+    let yaml = k3d::to_text(&config, origin);
+    let spec = ClusterSpec::from_yaml(&yaml, origin)?;
+    spec.validate()?;
+    Ok(K3dConversion { yaml, spec, notes })
+}
+
+/// Reads a k3d config file of at most 1 MiB and converts it; see
+/// [`convert_k3d`].
+pub fn convert_k3d_file(path: &Path) -> Result<K3dConversion> {
+    let text = topgun_tls::read::bounded_text(path, MAX_CONFIG_BYTES)?;
+    convert_k3d(&text, path)
 }
 
 fn describe_port(p: &PortMapping) -> String {

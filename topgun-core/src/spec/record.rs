@@ -51,6 +51,13 @@ pub struct ClusterRecord {
     pub images: ImageSet,
     /// Whether k3s nodes run privileged.
     pub privileged: bool,
+    /// The registries, their ports pinned (every node gets the same
+    /// `registries.yaml`).
+    #[serde(
+        default,
+        skip_serializing_if = "crate::registry::RegistriesSpec::is_empty"
+    )]
+    registries: crate::registry::RegistriesSpec,
 }
 
 impl std::fmt::Debug for ClusterRecord {
@@ -146,6 +153,7 @@ impl ClusterRecord {
             }),
             images: images.clone(),
             privileged,
+            registries: spec.registries.clone(),
         }
     }
 
@@ -242,6 +250,8 @@ impl ClusterRecord {
                 _ => None,
             },
             privileged: Some(self.privileged),
+            kubeconfig: super::KubeconfigSpec::default(),
+            registries: self.registries.clone(),
         };
         Ok(spec)
     }
@@ -295,6 +305,26 @@ mod tests {
         assert_eq!(again.privileged, Some(false));
         assert_eq!(back.images, images);
         again.validate().unwrap();
+    }
+
+    #[test]
+    fn a_record_keeps_the_registries_with_their_ports() {
+        let registries: crate::registry::RegistriesSpec = serde_norway::from_str(
+            "create: {name: registry.localhost, port: 5001, image: \"registry:2\"}\n\
+             use: [\"shared.localhost:5002\"]\n\
+             config: \"configs: {m: {auth: {password: pw}}}\"\n",
+        )
+        .unwrap();
+        let spec = ClusterSpec::builder("demo")
+            .registries(registries.clone())
+            .build()
+            .unwrap();
+        let token = Token::new("s3cret-token").unwrap();
+        let subnet = Subnet::parse("172.28.9.0/24").unwrap();
+        let images = ImageSet::resolve(&spec, |_| None);
+        let json = ClusterRecord::new(&spec, &token, subnet, &images, false).to_json();
+        let back = ClusterRecord::from_json(json.as_bytes()).unwrap();
+        assert_eq!(back.spec(1, 0).unwrap().registries, registries);
     }
 
     #[test]

@@ -440,7 +440,7 @@ fn fuzz_regression_yaml_errors_show_no_keys() {
         format!("datastore: \"\\\"\\\"{key}\\\"\"\n"),
         format!("cgroupns: \"{key}\"\n"),
         format!("k3s-args: [\"{key}\"]\n"),
-        format!("env: [\"A={key}@servers\"]\n"),
+        format!("env: [\"A={key}@servrs\"]\n"),
         format!("tls-san: \"{key}\"\n"),
     ] {
         let m = err_of(ClusterSpec::from_yaml(&yaml, Path::new("x.yaml")));

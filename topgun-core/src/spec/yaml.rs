@@ -11,7 +11,7 @@ pub(crate) const MAX_YAML_DEPTH: usize = 32;
 /// Refuses YAML that nests deeper than [`MAX_YAML_DEPTH`] (flow brackets or
 /// indentation) or uses aliases (`*name`, which can expand exponentially):
 /// checked on the text, before the parser sees it.
-pub(super) fn check_yaml_shape(text: &str) -> std::result::Result<(), String> {
+pub(crate) fn check_yaml_shape(text: &str) -> std::result::Result<(), String> {
     let mut depth: usize = 0;
     let mut quote: Option<char> = None;
     for (n, line) in text.lines().enumerate() {

@@ -9,7 +9,7 @@ use crate::log;
 use crate::netinfo;
 use crate::nodes::NodeReport;
 use crate::registry::NODES_PATH;
-use crate::server::{heartbeat_loop, preload_images};
+use crate::server::{heartbeat_loop, load_registries, preload_images};
 use crate::token::Token;
 
 /// Runs an agent until the process is signalled.
@@ -28,6 +28,7 @@ pub async fn run(cfg: AgentConfig) {
     if let Err(e) = crate::config::validate_node_name(&node_name) {
         log::fatal(e);
     }
+    load_registries(&cfg.common);
     let report = NodeReport {
         name: node_name,
         hostname,

@@ -105,8 +105,11 @@ pub fn trust_on_first_use() -> Arc<ClientConfig> {
     Arc::new(config)
 }
 
+/// A verifier that accepts any server certificate (signatures are still
+/// checked): for `/cacerts` before the token checks it, and for registries
+/// configured with `insecure_skip_verify`.
 #[derive(Debug)]
-struct AcceptAny(Arc<rustls::crypto::CryptoProvider>);
+pub struct AcceptAny(pub Arc<rustls::crypto::CryptoProvider>);
 
 impl ServerCertVerifier for AcceptAny {
     fn verify_server_cert(

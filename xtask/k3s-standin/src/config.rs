@@ -54,6 +54,8 @@ pub enum Command {
     /// `k3s ctr ...`: the arguments after `ctr`, unparsed (k3s hands them
     /// to containerd's `ctr` as they are).
     Ctr(Vec<String>),
+    /// `k3s crictl ...`: the arguments after `crictl`, unparsed.
+    Crictl(Vec<String>),
     /// A k3s subcommand the stand-in does not emulate (`kubectl`, `crictl`, ...).
     NotEmulated(String),
 }
@@ -71,6 +73,10 @@ pub struct CommonConfig {
     pub node_ips: Vec<IpAddr>,
     /// `--data-dir` / `K3S_DATA_DIR`.
     pub data_dir: PathBuf,
+    /// `--private-registry`: the registries file.
+    pub private_registry: PathBuf,
+    /// `--disable-default-registry-endpoint`.
+    pub disable_default_registry_endpoint: bool,
     /// Names of flags accepted but not emulated, e.g. `--disable`.
     pub ignored_flags: Vec<String>,
 }
@@ -217,6 +223,7 @@ pub fn parse(args: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<Co
         "version" => Ok(Command::Version),
         "help" => Ok(Command::Help),
         "ctr" => Ok(Command::Ctr(args[pos + 1..].to_vec())),
+        "crictl" => Ok(Command::Crictl(args[pos + 1..].to_vec())),
         other => Ok(Command::NotEmulated(other.to_owned())),
     }
 }
@@ -418,6 +425,8 @@ const COMMON_FLAGS: &[&str] = &[
     "node-name",
     "node-ip",
     "data-dir",
+    "private-registry",
+    "disable-default-registry-endpoint",
 ];
 
 const SERVER_FLAGS: &[&str] = &[
@@ -474,6 +483,12 @@ fn common_config(
             .value("data-dir", "K3S_DATA_DIR", env)
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+        private_registry: flags
+            .last("private-registry")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(crate::registries::DEFAULT_REGISTRIES_FILE)),
+        disable_default_registry_endpoint: flags.bool("disable-default-registry-endpoint")?,
         ignored_flags: flags.ignored(known),
     })
 }

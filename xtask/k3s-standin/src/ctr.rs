@@ -22,6 +22,8 @@ USAGE:
 
 COMMANDS:
    images import [--base-name NAME] [--label K=V] [--no-unpack] FILE|-   import a `docker save` tarball
+   images pull [--user USER[:PASSWORD]] [--plain-http] [--skip-verify] [--hosts-dir DIR] [--label K=V] REF
+                                                                         pull from a registry (Registry API v2)
    images ls|list [-q]                                                   list images
    images rm|remove|delete|del NAME...                                   remove image names
 
@@ -57,6 +59,23 @@ pub enum Invocation {
         labels: BTreeMap<String, String>,
         /// `--no-unpack`.
         no_unpack: bool,
+    },
+    /// `images pull`.
+    Pull {
+        /// Namespace.
+        namespace: String,
+        /// The reference, as given.
+        reference: String,
+        /// `--user`.
+        credentials: crate::pull::Credentials,
+        /// `--plain-http`.
+        plain_http: bool,
+        /// `--hosts-dir`: use the node's registry configuration.
+        hosts_dir: bool,
+        /// `--skip-verify`, `--tlscacert`, `--tlscert`, `--tlskey`.
+        tls: crate::registries::Tls,
+        /// `--label k=v`.
+        labels: BTreeMap<String, String>,
     },
     /// `images ls`.
     List {
@@ -155,7 +174,7 @@ pub fn parse(
         "images" | "image" | "i" => {}
         other => {
             return Err(format!(
-                "'ctr {other}' is not emulated by the k3s stand-in (only 'ctr images import|ls|rm' are)"
+                "'ctr {other}' is not emulated by the k3s stand-in (only 'ctr images import|pull|ls|rm' are)"
             )
             .into());
         }
@@ -210,6 +229,56 @@ pub fn parse(
                 no_unpack: value("no-unpack").is_some_and(|v| v != "false"),
             })
         }
+        "pull" => {
+            let pull_flags = |name: &str| match name {
+                "user" | "u" | "hosts-dir" | "platform" | "label" | "snapshotter" | "tlscacert"
+                | "tlscert" | "tlskey" | "max-concurrent-downloads"
+                | "max-concurrent-uploaded-layers" | "refresh" | "concurrent-layer-fetch-buffer" => {
+                    Some(true)
+                }
+                "plain-http" | "skip-verify" | "k" | "all-platforms" | "local" | "print-chainid"
+                | "http-dump" | "http-trace" | "skip-metadata" | "help" | "h" => Some(false),
+                _ => None,
+            };
+            let (flags, positional) = split_flags(args, &pull_flags)?;
+            if is_help(&flags) {
+                return Ok(Invocation::Help);
+            }
+            let [reference] = positional.as_slice() else {
+                return Err("please provide an image reference to pull".into());
+            };
+            let value = |names: &[&str]| {
+                flags
+                    .iter()
+                    .rev()
+                    .find(|(n, _)| names.contains(&n.as_str()))
+                    .map(|(_, v)| v.clone())
+            };
+            let on = |names: &[&str]| value(names).is_some_and(|v| v != "false");
+            let mut labels = BTreeMap::new();
+            for (_, kv) in flags.iter().filter(|(n, _)| n == "label") {
+                let (k, v) = kv.split_once('=').unwrap_or((kv.as_str(), ""));
+                labels.insert(k.to_owned(), v.to_owned());
+            }
+            let credentials = crate::pull::Credentials(value(&["user", "u"]).map(|u| {
+                let (user, password) = u.split_once(':').unwrap_or((&u, ""));
+                (user.to_owned(), password.to_owned())
+            }));
+            Ok(Invocation::Pull {
+                namespace,
+                reference: reference.clone(),
+                credentials,
+                plain_http: on(&["plain-http"]),
+                hosts_dir: value(&["hosts-dir"]).is_some_and(|v| !v.is_empty()),
+                tls: crate::registries::Tls {
+                    ca_file: value(&["tlscacert"]).map(PathBuf::from),
+                    cert_file: value(&["tlscert"]).map(PathBuf::from),
+                    key_file: value(&["tlskey"]).map(PathBuf::from),
+                    insecure_skip_verify: Some(on(&["skip-verify", "k"])),
+                },
+                labels,
+            })
+        }
         "ls" | "list" => {
             let ls_flags = |name: &str| match name {
                 "quiet" | "q" | "help" | "h" => Some(false),
@@ -241,7 +310,7 @@ pub fn parse(
             Ok(Invocation::Remove { namespace, names })
         }
         other => Err(format!(
-            "'ctr images {other}' is not emulated by the k3s stand-in (only import, ls and rm are)"
+            "'ctr images {other}' is not emulated by the k3s stand-in (only import, pull, ls and rm are)"
         )
         .into()),
     }
@@ -385,6 +454,71 @@ pub fn execute(
             }
             Ok(())
         }
+        Invocation::Pull {
+            namespace,
+            reference,
+            credentials,
+            plain_http,
+            hosts_dir,
+            tls,
+            labels,
+        } => {
+            let started = std::time::Instant::now();
+            let reference = crate::pull::Reference::parse(&reference)?;
+            // ctr resolves through the registry hosts only when told where
+            // they are (`--hosts-dir`, k3s's
+            // `<data-dir>/agent/etc/containerd/certs.d`); otherwise it goes
+            // to the registry itself.
+            let endpoints = if hosts_dir {
+                let node = crate::registries::node_snapshot(data_dir);
+                node.registries
+                    .endpoints(&reference.registry, node.disable_default_endpoint)
+            } else {
+                let mut url = crate::registries::default_endpoint(&reference.registry);
+                if plain_http {
+                    url.scheme = "http".into();
+                }
+                vec![crate::registries::Endpoint {
+                    url,
+                    rewrite: BTreeMap::new(),
+                    mirror_of: None,
+                    config: crate::registries::RegistryConfig {
+                        auth: None,
+                        tls: Some(tls),
+                    },
+                }]
+            };
+            let _ = writeln!(out, "{}: resolving", reference.name);
+            let records = crate::pull::pull_and_store(
+                data_dir,
+                &namespace,
+                &reference,
+                &endpoints,
+                &credentials,
+                &[],
+                &labels,
+            )?;
+            let elapsed = started.elapsed();
+            for r in records {
+                let _ = writeln!(out, "{}: resolved", r.name);
+                let _ = writeln!(
+                    out,
+                    "elapsed: {:.1} s\ttotal: {}",
+                    elapsed.as_secs_f64(),
+                    human_size(r.size)
+                );
+                let platform = r
+                    .platforms
+                    .iter()
+                    .find(|p| **p == images::host_platform())
+                    .or(r.platforms.first())
+                    .cloned()
+                    .unwrap_or_else(images::host_platform);
+                let _ = writeln!(out, "unpacking {platform} {}...", r.target.digest);
+                let _ = writeln!(out, "done: {}", images::go_duration(started.elapsed()));
+            }
+            Ok(())
+        }
         Invocation::List { namespace, quiet } => {
             let records = store.list(&namespace).map_err(io_err)?;
             let _ = out.write_all(list_output(&records, quiet).as_bytes());
@@ -488,7 +622,27 @@ mod tests {
         );
         assert_eq!(parse(&args(""), &no_env).unwrap(), Invocation::Help);
         assert!(parse(&args("containers ls"), &no_env).is_err());
-        assert!(parse(&args("images pull busybox"), &no_env).is_err());
+        let Invocation::Pull {
+            reference,
+            credentials,
+            plain_http,
+            hosts_dir,
+            ..
+        } = parse(
+            &args("images pull --plain-http --user u:p --hosts-dir /d busybox"),
+            &no_env,
+        )
+        .unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(reference, "busybox");
+        assert_eq!(
+            credentials,
+            crate::pull::Credentials(Some(("u".into(), "p".into())))
+        );
+        assert!(plain_http && hosts_dir);
+        assert!(parse(&args("images pull"), &no_env).is_err());
         assert!(parse(&args("images import"), &no_env).is_err());
         assert_eq!(
             parse(&args("images import --bogus x"), &no_env).unwrap_err(),

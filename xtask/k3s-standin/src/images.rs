@@ -228,7 +228,7 @@ pub fn normalize_reference(reference: &str) -> Result<String, String> {
 
 /// Splits a normalised name into its repository and, if tagged, the tag
 /// (`docker.io/library/busybox:1` -> (`docker.io/library/busybox`, `1`)).
-fn repository(name: &str) -> (&str, Option<&str>) {
+pub(crate) fn repository(name: &str) -> (&str, Option<&str>) {
     if let Some((repo, _)) = name.split_once('@') {
         return (repo, None);
     }
@@ -454,7 +454,7 @@ struct IndexDoc {
 }
 
 /// The platform in an image config, if it names one.
-fn config_platform(config: &Value) -> Option<Platform> {
+pub(crate) fn config_platform(config: &Value) -> Option<Platform> {
     let os = config.get("os")?.as_str()?.to_owned();
     let architecture = config.get("architecture")?.as_str()?.to_owned();
     let variant = config
@@ -877,7 +877,9 @@ fn preload_file(store: &ImageStore, path: &Path) -> Result<(), String> {
         ".tar.lz4", ".tar.bz2", ".tbz", ".tar.gz", ".tgz", ".tar.zst", ".tzst",
     ];
     if lower.ends_with(".txt") {
-        return Err("pulling the images a .txt file lists is not emulated by the k3s stand-in (no registry pulls)".into());
+        return Err(
+            "pulling the images a .txt file lists is not emulated by the k3s stand-in".into(),
+        );
     }
     if compressed.iter().any(|ext| lower.ends_with(ext)) {
         return Err(

@@ -18,12 +18,15 @@ mod backoff;
 mod certs;
 mod client;
 mod config;
+mod crictl;
 mod ctr;
 mod datastore;
 mod images;
 mod log;
 mod netinfo;
 mod nodes;
+mod pull;
+mod registries;
 mod registry;
 mod server;
 mod token;
@@ -40,7 +43,8 @@ const HELP: &str = "k3s stand-in (topgun tests only): plays k3s at the interface
 USAGE:
    k3s server [flags]    run a control-plane node
    k3s agent [flags]     run a worker node (needs --server/K3S_URL and --token/K3S_TOKEN)
-   k3s ctr images import|ls|rm ...   the node's images (see k3s ctr --help)
+   k3s ctr images import|pull|ls|rm ...   the node's images (see k3s ctr --help)
+   k3s crictl pull|images ...        pull through registries.yaml, list (see k3s crictl --help)
    k3s --version
 
 FLAGS (others are accepted and ignored):
@@ -50,7 +54,8 @@ FLAGS (others are accepted and ignored):
    --datastore-endpoint / K3S_DATASTORE_ENDPOINT, --datastore-cafile / K3S_DATASTORE_CAFILE,
    --datastore-certfile / K3S_DATASTORE_CERTFILE, --datastore-keyfile / K3S_DATASTORE_KEYFILE,
    --https-listen-port, --bind-address, --write-kubeconfig, -o / K3S_KUBECONFIG_OUTPUT,
-   --write-kubeconfig-mode / K3S_KUBECONFIG_MODE, --cluster-domain, --service-cidr
+   --write-kubeconfig-mode / K3S_KUBECONFIG_MODE, --cluster-domain, --service-cidr,
+   --private-registry (default /etc/rancher/k3s/registries.yaml), --disable-default-registry-endpoint
 ";
 
 fn main() {
@@ -72,8 +77,9 @@ fn main() {
         }
         Command::Help => print!("{HELP}"),
         Command::Ctr(args) => std::process::exit(ctr::run(&args, &|k| std::env::var(k).ok())),
+        Command::Crictl(args) => std::process::exit(crictl::run(&args, &|k| std::env::var(k).ok())),
         Command::NotEmulated(sub) => log::fatal(format!(
-            "k3s {sub} is not emulated by the k3s stand-in (only server, agent, ctr images and --version are)"
+            "k3s {sub} is not emulated by the k3s stand-in (only server, agent, ctr images, crictl pull|images and --version are)"
         )),
         Command::Server(cfg) => run(server::run(*cfg)),
         Command::Agent(cfg) => run(agent::run(cfg)),

@@ -66,6 +66,7 @@ pub async fn run(cfg: ServerConfig) {
     if let Err(e) = crate::config::validate_node_name(&node_name) {
         log::fatal(e);
     }
+    load_registries(&cfg.common);
     let node_ips = netinfo::node_ips(&cfg.common.node_ips);
 
     let mode = match (&cfg.datastore.endpoint, &cfg.common.server_url) {
@@ -246,6 +247,18 @@ pub async fn run(cfg: ServerConfig) {
         async move { registry.heartbeat(&r).await }
     })
     .await;
+}
+
+/// Reads the node's `registries.yaml` as k3s does at start (see
+/// `registries`): a file that does not parse is fatal.
+pub fn load_registries(common: &crate::config::CommonConfig) {
+    if let Err(e) = crate::registries::load_for_node(
+        &common.private_registry,
+        common.disable_default_registry_endpoint,
+        &common.data_dir,
+    ) {
+        log::fatal(e);
+    }
 }
 
 /// k3s's import of `<data-dir>/agent/images/` once containerd runs, before

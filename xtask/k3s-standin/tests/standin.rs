@@ -1541,3 +1541,1003 @@ async fn images_and_node_deletion() {
     )
     .await;
 }
+
+// ------------------------------------------------------- registry pulls
+
+/// Debian's registry (Docker distribution 2.8), the real thing.
+const REGISTRY_BIN: &str = "/usr/bin/docker-registry";
+
+/// Whether the real registry is here; says loudly why a test is skipped.
+/// Under CI (which installs it) a missing registry fails instead.
+#[allow(clippy::print_stderr)]
+fn registry_available() -> bool {
+    if Path::new(REGISTRY_BIN).is_file() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{REGISTRY_BIN} is missing under CI: run `cargo xtask setup` (Debian package docker-registry)"
+    );
+    eprintln!(
+        "\n\n*** SKIPPED: {REGISTRY_BIN} is not installed; run `cargo xtask setup` (Debian package docker-registry) ***\n\n"
+    );
+    false
+}
+
+/// A registry serving `dir/<name>` on 127.0.0.1 (plain HTTP, or HTTPS with
+/// `tls` = (certificate, key)); waits until `GET /v2/` answers.
+async fn registry(dir: &Path, name: &str, tls: Option<(&Path, &Path)>) -> (Proc, u16) {
+    let data = dir.join(name).join("data");
+    registry_with(dir, name, tls, &data, "").await
+}
+
+/// [`registry`] on the storage under `data` (registries may share it: one
+/// to push to, another with authentication to pull from), with `extra`
+/// appended to its config.
+async fn registry_with(
+    dir: &Path,
+    name: &str,
+    tls: Option<(&Path, &Path)>,
+    data: &Path,
+    extra: &str,
+) -> (Proc, u16) {
+    let port = free_port();
+    let root = dir.join(name);
+    std::fs::create_dir_all(&root).unwrap();
+    let tls_lines = match tls {
+        Some((cert, key)) => format!(
+            "  tls:\n    certificate: {}\n    key: {}\n",
+            cert.display(),
+            key.display()
+        ),
+        None => String::new(),
+    };
+    let config = root.join("config.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n{tls_lines}{extra}",
+            data.display()
+        ),
+    )
+    .unwrap();
+    let mut proc = Proc::spawn(
+        name,
+        dir,
+        Path::new(REGISTRY_BIN),
+        &["serve".to_owned(), config.to_string_lossy().into_owned()],
+        &[],
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let up = std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
+        if up {
+            break;
+        }
+        if let Some(status) = proc.child.as_mut().unwrap().try_wait().unwrap() {
+            panic!("the registry exited ({status}):\n{}", proc.log());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the registry did not listen:\n{}",
+            proc.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    (proc, port)
+}
+
+/// One plain HTTP/1.1 request: (status, headers in lower case, body).
+fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, BTreeMap<String, String>, Vec<u8>) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    let mut answer = Vec::new();
+    s.read_to_end(&mut answer).unwrap();
+    let split = answer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("an HTTP answer");
+    let head = String::from_utf8_lossy(&answer[..split]).into_owned();
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|c| c.parse().ok())
+        .expect("a status line");
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    (status, headers, answer[split + 4..].to_vec())
+}
+
+/// Pushes a blob through the Registry API (upload, then a monolithic PUT).
+fn push_blob(port: u16, repo: &str, data: &[u8]) -> String {
+    let digest = sha256(data);
+    let (status, headers, body) = http(
+        port,
+        "POST",
+        &format!("/v2/{repo}/blobs/uploads/"),
+        &[],
+        b"",
+    );
+    assert_eq!(status, 202, "{}", String::from_utf8_lossy(&body));
+    let location = &headers["location"];
+    let path = match location.split_once("://") {
+        Some((_, rest)) => &rest[rest.find('/').unwrap()..],
+        None => location.as_str(),
+    };
+    let sep = if path.contains('?') { '&' } else { '?' };
+    let (status, _, body) = http(
+        port,
+        "PUT",
+        &format!("{path}{sep}digest={digest}"),
+        &[("Content-Type", "application/octet-stream")],
+        data,
+    );
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
+    digest
+}
+
+/// Pushes a manifest (or index) under `reference`; returns its digest.
+fn push_manifest(port: u16, repo: &str, reference: &str, media_type: &str, doc: &[u8]) -> String {
+    let (status, headers, body) = http(
+        port,
+        "PUT",
+        &format!("/v2/{repo}/manifests/{reference}"),
+        &[("Content-Type", media_type)],
+        doc,
+    );
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(headers["docker-content-digest"], sha256(doc));
+    sha256(doc)
+}
+
+/// Pushes a one-layer image for `arch`: (manifest, manifest digest,
+/// config digest, manifest + config + layer size).
+fn push_image(port: u16, repo: &str, arch: &str, file: &str) -> (Vec<u8>, String, String, u64) {
+    let mut layer = tar::Builder::new(Vec::new());
+    tar_add(&mut layer, file, format!("{file} for {arch}\n").as_bytes());
+    let layer = layer.into_inner().unwrap();
+    let config = serde_json::to_vec(&serde_json::json!({
+        "architecture": arch,
+        "os": "linux",
+        "config": {"Entrypoint": [format!("/{file}")]},
+        "rootfs": {"type": "layers", "diff_ids": [sha256(&layer)]},
+    }))
+    .unwrap();
+    push_blob(port, repo, &layer);
+    push_blob(port, repo, &config);
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha256(&config), "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": sha256(&layer), "size": layer.len()}],
+    }))
+    .unwrap();
+    let size = (manifest.len() + config.len() + layer.len()) as u64;
+    let digest = sha256(&manifest);
+    (manifest, digest, sha256(&config), size)
+}
+
+/// Runs `k3s SUB ARGS` (`ctr`, `crictl`) on the node whose data dir is
+/// `data`: (success, stdout, stderr).
+fn k3s_cli(data: &Path, sub: &str, args: &[&str]) -> (bool, String, String) {
+    let mut cmd = Command::new(K3S);
+    cmd.arg(sub).args(args).stdin(Stdio::null());
+    for (k, _) in std::env::vars() {
+        if k.starts_with("K3S_") || k.starts_with("CONTAINERD_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env("K3S_DATA_DIR", data);
+    let out = cmd.output().expect("running k3s");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registries_yaml_mirrors_pull_from_a_real_registry() {
+    if !registry_available() {
+        return;
+    }
+    kubectl_path();
+    let dir = tempfile::tempdir().unwrap();
+    let (_plain, port) = registry(dir.path(), "registry-plain", None).await;
+
+    // An image, and a two-platform index, pushed through the real API.
+    let (manifest, manifest_digest, config_digest, size) =
+        push_image(port, "team/app", "amd64", "app");
+    push_manifest(
+        port,
+        "team/app",
+        "1",
+        "application/vnd.oci.image.manifest.v1+json",
+        &manifest,
+    );
+    let (arm, arm_digest, _, _) = push_image(port, "team/app", "arm64", "app");
+    push_manifest(
+        port,
+        "team/app",
+        &arm_digest,
+        "application/vnd.oci.image.manifest.v1+json",
+        &arm,
+    );
+    let index = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [
+            {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": arm_digest, "size": arm.len(), "platform": {"architecture": "arm64", "os": "linux"}},
+            {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": manifest_digest, "size": manifest.len(), "platform": {"architecture": "amd64", "os": "linux"}},
+        ],
+    }))
+    .unwrap();
+    let index_digest = push_manifest(
+        port,
+        "team/app",
+        "multi",
+        "application/vnd.oci.image.index.v1+json",
+        &index,
+    );
+    // The same image under a path only a rewrite reaches.
+    push_manifest(
+        port,
+        "mirrored/app",
+        "1",
+        "application/vnd.oci.image.manifest.v1+json",
+        &{
+            let (m, _, _, _) = push_image(port, "mirrored/app", "amd64", "app");
+            m
+        },
+    );
+
+    // The node: its registries.yaml sends registry.test:5000 to a mirror
+    // that is down, then to the real registry; docker.io to the registry
+    // with a rewrite.
+    let down = free_port();
+    let file = dir.path().join("registries.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "mirrors:\n  \"registry.test:5000\":\n    endpoint:\n      - \"http://127.0.0.1:{down}\"\n      - \"http://127.0.0.1:{port}\"\n  docker.io:\n    endpoint: [\"http://127.0.0.1:{port}\"]\n    rewrite:\n      \"^library/(.*)\": \"mirrored/$1\"\n"
+        ),
+    )
+    .unwrap();
+    let (mut server, kubeconfig) = server(
+        dir.path(),
+        ServerOpts {
+            name: "server-0",
+            port: free_port(),
+            token: TOKEN,
+            extra: vec![format!("--private-registry={}", file.display())],
+            env: vec![],
+        },
+    );
+    server.wait_for(REGISTERED, Duration::from_secs(30)).await;
+    assert!(
+        server.log().contains(&format!(
+            "Using private registry config file at {}",
+            file.display()
+        )),
+        "{}",
+        server.log()
+    );
+    let data = dir.path().join("server-0/data");
+
+    // crictl pull: through the mirror that is down, on to the next one.
+    let (ok, out, err) = k3s_cli(&data, "crictl", &["pull", "registry.test:5000/team/app:1"]);
+    assert!(ok, "{out}{err}");
+    assert_eq!(out, format!("Image is up to date for {config_digest}\n"));
+    let containerd_log =
+        std::fs::read_to_string(data.join("agent/containerd/containerd.log")).unwrap();
+    assert!(
+        containerd_log.contains(&format!("http://127.0.0.1:{down}/v2"))
+            && containerd_log.contains("connection refused"),
+        "{containerd_log}"
+    );
+    let (ok, out, err) = k3s_cli(&data, "ctr", &["images", "ls"]);
+    assert!(ok, "{err}");
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("registry.test:5000/team/app:1 "))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(line.contains(&manifest_digest), "{out}");
+    assert!(line.contains("io.cri-containerd.image=managed"), "{out}");
+    assert!(
+        out.contains(&format!("registry.test:5000/team/app@{manifest_digest}")),
+        "the repo digest is recorded too:\n{out}"
+    );
+    let (_, out, _) = k3s_cli(&data, "crictl", &["images"]);
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("registry.test:5000/team/app ")
+                && l.contains(&config_digest[7..20])),
+        "{out}"
+    );
+    // The running node reports it, as the kubelet reports what it pulled.
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let want = format!("registry.test:5000/team/app@{manifest_digest}");
+    wait_jsonpath(
+        &home,
+        &kubeconfig,
+        "server-0",
+        "{.status.images[*].names}",
+        |names| names.contains(&want) && names.contains("registry.test:5000/team/app:1"),
+        Duration::from_secs(15),
+    )
+    .await;
+    // The size is what was fetched: manifest, config and layer.
+    let records = std::fs::read_dir(data.join("agent/containerd/standin-images/k8s.io"))
+        .unwrap()
+        .map(|e| std::fs::read(e.unwrap().path()).unwrap())
+        .map(|b| serde_json::from_slice::<Value>(&b).unwrap())
+        .find(|v| v["name"] == "registry.test:5000/team/app:1")
+        .unwrap();
+    assert_eq!(records["size"], size);
+
+    // An index: the host's platform is fetched, the index is the target.
+    let (ok, out, err) = k3s_cli(
+        &data,
+        "ctr",
+        &[
+            "images",
+            "pull",
+            "--hosts-dir",
+            "/etc/containerd/certs.d",
+            "registry.test:5000/team/app:multi",
+        ],
+    );
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains(&format!("unpacking linux/amd64 {index_digest}...")),
+        "{out}"
+    );
+    let (_, out, _) = k3s_cli(&data, "ctr", &["-n", "k8s.io", "images", "ls"]);
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("registry.test:5000/team/app:multi "))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        line.contains("application/vnd.oci.image.index.v1+json")
+            && line.contains(&index_digest)
+            && line.contains("linux/amd64,linux/arm64"),
+        "{out}"
+    );
+
+    // docker.io through the mirror, with the rewrite; a digest reference.
+    let (ok, out, err) = k3s_cli(&data, "crictl", &["pull", "app:1"]);
+    assert!(ok, "{out}{err}");
+    let (ok, out, err) = k3s_cli(
+        &data,
+        "crictl",
+        &[
+            "pull",
+            &format!("registry.test:5000/team/app@{manifest_digest}"),
+        ],
+    );
+    assert!(ok, "{out}{err}");
+
+    // ctr without --hosts-dir goes to the registry itself, as ctr does.
+    let (ok, out, err) = k3s_cli(
+        &data,
+        "ctr",
+        &[
+            "images",
+            "pull",
+            "--plain-http",
+            &format!("127.0.0.1:{port}/team/app:1"),
+        ],
+    );
+    assert!(ok, "{out}{err}");
+    let (ok, _, err) = k3s_cli(
+        &data,
+        "ctr",
+        &["images", "pull", "registry.test:5000/team/app:1"],
+    );
+    assert!(
+        !ok && err.starts_with("ctr: failed to resolve reference"),
+        "{err}"
+    );
+
+    // Not found anywhere: containerd's error, status 1. The default
+    // endpoint comes last, so its error is the one shown when it fails.
+    let missing = format!("127.0.0.1:{port}/team/nope:1");
+    let (ok, _, err) = k3s_cli(&data, "crictl", &["pull", &missing]);
+    assert!(!ok, "{err}");
+    assert!(
+        err.contains(&format!(
+            r#"failed to resolve reference \"{missing}\": {missing}: not found"#
+        )) && err.contains("code = NotFound"),
+        "{err}"
+    );
+    let (ok, _, err) = k3s_cli(&data, "crictl", &["pull", "registry.test:5000/team/nope:1"]);
+    assert!(!ok, "{err}");
+    assert!(
+        err.contains(r#"Get \"https://registry.test:5000/v2/team/nope/manifests/1\": dial tcp: lookup registry.test: no such host"#),
+        "{err}"
+    );
+    // A blob altered in the registry's storage is refused: every digest
+    // is checked.
+    let (tampered, _, _, _) = push_image(port, "team/tampered", "amd64", "tampered");
+    push_manifest(
+        port,
+        "team/tampered",
+        "1",
+        "application/vnd.oci.image.manifest.v1+json",
+        &tampered,
+    );
+    let doc: Value = serde_json::from_slice(&tampered).unwrap();
+    let layer = doc["layers"][0]["digest"].as_str().unwrap()[7..].to_owned();
+    let blob = dir
+        .path()
+        .join("registry-plain/data/docker/registry/v2/blobs/sha256")
+        .join(&layer[..2])
+        .join(&layer)
+        .join("data");
+    let len = std::fs::metadata(&blob).unwrap().len() as usize;
+    std::fs::write(&blob, vec![b'x'; len]).unwrap();
+    let (ok, _, err) = k3s_cli(
+        &data,
+        "crictl",
+        &["pull", "registry.test:5000/team/tampered:1"],
+    );
+    assert!(!ok, "{err}");
+    assert!(err.contains("unexpected commit digest"), "{err}");
+    let (_, out, _) = k3s_cli(&data, "ctr", &["images", "ls", "-q"]);
+    assert!(!out.contains("tampered"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registries_yaml_tls_endpoint_and_bad_files() {
+    if !registry_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // A registry on HTTPS with a certificate from a CA of our own.
+    let ca = topgun_tls::CertificateAuthority::generate(&topgun_tls::CaParams::new("registry-ca"))
+        .unwrap();
+    let leaf = ca
+        .issue(
+            &topgun_tls::LeafParams::new("registry", topgun_tls::CertUsage::Server)
+                .with_sans(topgun_tls::parse_san_list("127.0.0.1").unwrap()),
+        )
+        .unwrap();
+    let pki = dir.path().join("pki");
+    std::fs::create_dir_all(&pki).unwrap();
+    std::fs::write(pki.join("ca.crt"), ca.cert_pem()).unwrap();
+    let (cert, key) =
+        topgun_tls::write::write_certified_key(&pki, "registry", &leaf, false).unwrap();
+    let (_tls, tls_port) = registry(dir.path(), "registry-tls", Some((&cert, &key))).await;
+    let (_plain, port) = registry(dir.path(), "registry-plain", None).await;
+    let (manifest, _, config_digest, _) = push_image(port, "app", "amd64", "app");
+    push_manifest(
+        port,
+        "app",
+        "1",
+        "application/vnd.oci.image.manifest.v1+json",
+        &manifest,
+    );
+
+    // Without the CA the TLS endpoint fails, and the error names it.
+    let file = dir.path().join("registries.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "mirrors:\n  \"registry.test\":\n    endpoint: [\"https://127.0.0.1:{tls_port}\"]\n"
+        ),
+    )
+    .unwrap();
+    let (mut s, _) = server(
+        dir.path(),
+        ServerOpts {
+            name: "server-0",
+            port: free_port(),
+            token: TOKEN,
+            extra: vec![format!("--private-registry={}", file.display())],
+            env: vec![],
+        },
+    );
+    s.wait_for(REGISTERED, Duration::from_secs(30)).await;
+    let data = dir.path().join("server-0/data");
+    let (ok, _, err) = k3s_cli(&data, "crictl", &["pull", "registry.test/app:1"]);
+    assert!(!ok, "{err}");
+    assert!(err.contains("failed to resolve reference"), "{err}");
+    let containerd_log =
+        std::fs::read_to_string(data.join("agent/containerd/containerd.log")).unwrap();
+    assert!(
+        containerd_log.contains(&format!("https://127.0.0.1:{tls_port}/v2"))
+            && containerd_log.contains("x509: certificate signed by unknown authority"),
+        "{containerd_log}"
+    );
+    s.kill();
+
+    // With the CA: the TLS registry answers 404 (empty), then the plain
+    // one has it; a restart is what makes the node read the file again.
+    std::fs::write(
+        &file,
+        format!(
+            "mirrors:\n  \"registry.test\":\n    endpoint:\n      - \"https://127.0.0.1:{tls_port}\"\n      - \"http://127.0.0.1:{port}\"\nconfigs:\n  \"127.0.0.1:{tls_port}\":\n    tls:\n      ca_file: {}\n",
+            pki.join("ca.crt").display()
+        ),
+    )
+    .unwrap();
+    let (mut s, _) = server_logged(
+        dir.path(),
+        ServerOpts {
+            name: "server-0",
+            port: free_port(),
+            token: TOKEN,
+            extra: vec![format!("--private-registry={}", file.display())],
+            env: vec![],
+        },
+        "server-0-again",
+    );
+    s.wait_for(REGISTERED, Duration::from_secs(30)).await;
+    let (ok, out, err) = k3s_cli(&data, "crictl", &["pull", "registry.test/app:1"]);
+    assert!(ok, "{out}{err}");
+    assert_eq!(out, format!("Image is up to date for {config_digest}\n"));
+    let containerd_log =
+        std::fs::read_to_string(data.join("agent/containerd/containerd.log")).unwrap();
+    assert!(
+        containerd_log.contains(&format!(
+            "https://127.0.0.1:{tls_port}/v2: registry.test/app:1: not found"
+        )),
+        "{containerd_log}"
+    );
+    s.kill();
+
+    // Mutual TLS: a registry on the same storage that wants a client
+    // certificate from the CA; and `insecure_skip_verify` for the first.
+    let client = ca
+        .issue(&topgun_tls::LeafParams::new(
+            "node",
+            topgun_tls::CertUsage::Client,
+        ))
+        .unwrap();
+    let (client_cert, client_key) =
+        topgun_tls::write::write_certified_key(&pki, "client", &client, false).unwrap();
+    let (_mtls, mtls_port) = registry_with(
+        dir.path(),
+        "registry-mtls",
+        Some((&cert, &key)),
+        &dir.path().join("registry-plain/data"),
+        &format!("    clientcas:\n      - {}\n", pki.join("ca.crt").display()),
+    )
+    .await;
+    std::fs::write(
+        &file,
+        format!(
+            "mirrors:\n  \"registry.test\":\n    endpoint:\n      - \"https://127.0.0.1:{tls_port}\"\n      - \"https://127.0.0.1:{mtls_port}\"\nconfigs:\n  \"127.0.0.1:{tls_port}\":\n    tls:\n      insecure_skip_verify: true\n  \"127.0.0.1:{mtls_port}\":\n    tls:\n      ca_file: {}\n      cert_file: {}\n      key_file: {}\n",
+            pki.join("ca.crt").display(),
+            client_cert.display(),
+            client_key.display()
+        ),
+    )
+    .unwrap();
+    let (mut s, _) = server_logged(
+        dir.path(),
+        ServerOpts {
+            name: "server-0",
+            port: free_port(),
+            token: TOKEN,
+            extra: vec![format!("--private-registry={}", file.display())],
+            env: vec![],
+        },
+        "server-0-mtls",
+    );
+    s.wait_for(REGISTERED, Duration::from_secs(30)).await;
+    std::fs::remove_file(data.join("agent/containerd/containerd.log")).unwrap();
+    let (ok, out, err) = k3s_cli(&data, "crictl", &["pull", "registry.test/app:1"]);
+    assert!(ok, "{out}{err}");
+    let containerd_log =
+        std::fs::read_to_string(data.join("agent/containerd/containerd.log")).unwrap();
+    assert!(
+        containerd_log.contains(&format!(
+            "https://127.0.0.1:{tls_port}/v2: registry.test/app:1: not found"
+        )) && !containerd_log.contains(&format!("{mtls_port}")),
+        "{containerd_log}"
+    );
+    s.kill();
+
+    // A file that does not parse is fatal at start, and never quoted.
+    std::fs::write(
+        &file,
+        "mirrors:\n  docker.io:\n    endpoint: {password: hunter2-secret}\n",
+    )
+    .unwrap();
+    let (mut s, kc) = server_logged(
+        dir.path(),
+        ServerOpts {
+            name: "server-1",
+            port: free_port(),
+            token: TOKEN,
+            extra: vec![format!("--private-registry={}", file.display())],
+            env: vec![],
+        },
+        "server-1-bad",
+    );
+    let status = s.wait_exit(Duration::from_secs(10)).await;
+    let log = s.log();
+    assert_eq!(status.code(), Some(1), "{log}");
+    assert!(
+        log.contains("Using private registry config file at"),
+        "{log}"
+    );
+    assert!(
+        log.contains("level=fatal") && log.contains("yaml: unmarshal errors"),
+        "{log}"
+    );
+    assert!(!log.contains("hunter2-secret"), "{log}");
+    assert!(!kc.exists());
+    // Agents read it the same way, before they reach for a server.
+    let mut agent = Proc::spawn(
+        "agent-bad",
+        dir.path(),
+        Path::new(K3S),
+        &[
+            "agent".to_owned(),
+            "--data-dir".to_owned(),
+            dir.path().join("agent/data").to_string_lossy().into_owned(),
+            "--private-registry".to_owned(),
+            file.to_string_lossy().into_owned(),
+        ],
+        &[
+            (
+                "K3S_URL".to_owned(),
+                format!("https://127.0.0.1:{}", free_port()),
+            ),
+            ("K3S_TOKEN".to_owned(), TOKEN.to_owned()),
+        ],
+    );
+    let status = agent.wait_exit(Duration::from_secs(10)).await;
+    let log = agent.log();
+    assert_eq!(status.code(), Some(1), "{log}");
+    assert!(log.contains("yaml: unmarshal errors"), "{log}");
+    assert!(
+        !log.contains("Waiting to retrieve agent configuration"),
+        "{log}"
+    );
+}
+
+/// `standin-pw` hashed with bcrypt (cost 4), as `htpasswd -B` writes it.
+const HTPASSWD: &str = "standin:$2b$04$u4x9NWbVB.veaaYI.csqe.6si7tsdWReFpfLORI81CYlfliQDmwby\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registries_yaml_basic_auth() {
+    if !registry_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // Pushed through an open registry; pulled from one with htpasswd
+    // authentication on the same storage.
+    let (_open, open_port) = registry(dir.path(), "registry-open", None).await;
+    let (manifest, _, config_digest, _) = push_image(open_port, "app", "amd64", "app");
+    push_manifest(
+        open_port,
+        "app",
+        "1",
+        "application/vnd.oci.image.manifest.v1+json",
+        &manifest,
+    );
+    let htpasswd = dir.path().join("htpasswd");
+    std::fs::write(&htpasswd, HTPASSWD).unwrap();
+    let (_auth, port) = registry_with(
+        dir.path(),
+        "registry-auth",
+        None,
+        &dir.path().join("registry-open/data"),
+        &format!(
+            "auth:\n  htpasswd:\n    realm: standin-realm\n    path: {}\n",
+            htpasswd.display()
+        ),
+    )
+    .await;
+    let (status, headers, _) = http(port, "GET", "/v2/", &[], b"");
+    assert_eq!(status, 401);
+    assert!(headers["www-authenticate"].starts_with("Basic "));
+
+    let file = dir.path().join("registries.yaml");
+    std::fs::write(
+        &file,
+        format!("mirrors:\n  \"registry.test\":\n    endpoint: [\"http://127.0.0.1:{port}\"]\n"),
+    )
+    .unwrap();
+    let (mut s, _) = server(
+        dir.path(),
+        ServerOpts {
+            name: "server-0",
+            port: free_port(),
+            token: TOKEN,
+            extra: vec![format!("--private-registry={}", file.display())],
+            env: vec![],
+        },
+    );
+    s.wait_for(REGISTERED, Duration::from_secs(30)).await;
+    let data = dir.path().join("server-0/data");
+    // No credentials: refused, and the log says who asked for them.
+    let (ok, _, err) = k3s_cli(&data, "crictl", &["pull", "registry.test/app:1"]);
+    assert!(!ok, "{err}");
+    let containerd_log =
+        std::fs::read_to_string(data.join("agent/containerd/containerd.log")).unwrap();
+    assert!(
+        containerd_log.contains(&format!(
+            "http://127.0.0.1:{port}/v2 asks for basic credentials and none are configured"
+        )),
+        "{containerd_log}"
+    );
+    // A wrong password: the registry's 401 is the error.
+    let (ok, _, err) = k3s_cli(
+        &data,
+        "crictl",
+        &["pull", "--creds", "standin:wrong", "registry.test/app:1"],
+    );
+    assert!(!ok, "{err}");
+    let containerd_log =
+        std::fs::read_to_string(data.join("agent/containerd/containerd.log")).unwrap();
+    assert!(
+        containerd_log.contains(&format!(
+            "unexpected status from GET request to http://127.0.0.1:{port}/v2/app/manifests/1: 401 Unauthorized"
+        )),
+        "{containerd_log}"
+    );
+    assert!(!containerd_log.contains("wrong") && !err.contains("wrong"));
+    // crictl's --creds.
+    let (ok, out, err) = k3s_cli(
+        &data,
+        "crictl",
+        &[
+            "pull",
+            "--creds",
+            "standin:standin-pw",
+            "registry.test/app:1",
+        ],
+    );
+    assert!(ok, "{out}{err}");
+    assert_eq!(out, format!("Image is up to date for {config_digest}\n"));
+    s.kill();
+
+    // registries.yaml's configs, with `auth` as base64 of user:password.
+    std::fs::write(
+        &file,
+        format!(
+            "mirrors:\n  \"registry.test\":\n    endpoint: [\"http://127.0.0.1:{port}\"]\nconfigs:\n  \"127.0.0.1:{port}\":\n    auth:\n      auth: {}\n",
+            B64.encode("standin:standin-pw")
+        ),
+    )
+    .unwrap();
+    let (mut s, _) = server_logged(
+        dir.path(),
+        ServerOpts {
+            name: "server-0",
+            port: free_port(),
+            token: TOKEN,
+            extra: vec![format!("--private-registry={}", file.display())],
+            env: vec![],
+        },
+        "server-0-again",
+    );
+    s.wait_for(REGISTERED, Duration::from_secs(30)).await;
+    let (ok, _, err) = k3s_cli(&data, "ctr", &["images", "rm", "registry.test/app:1"]);
+    assert!(ok, "{err}");
+    let (ok, out, err) = k3s_cli(&data, "crictl", &["pull", "registry.test/app:1"]);
+    assert!(ok, "{out}{err}");
+    assert!(!s.log().contains("standin-pw"), "{}", s.log());
+    let snapshot = data.join("agent/etc/containerd/standin-registries.json");
+    let mode = std::fs::metadata(&snapshot).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "the snapshot holds credentials");
+}
+
+/// A token server for the registry's `token` authentication: every
+/// request gets a JWT (ES256, its certificate in `x5c`) granting pull on
+/// `repository:app`, signed with `key` for `cert`. Records each request's
+/// line and `Authorization` header.
+struct TokenServer {
+    port: u16,
+    seen: Arc<std::sync::Mutex<Vec<String>>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl TokenServer {
+    fn start(cert_pem: &str, key_pem: &str) -> TokenServer {
+        use std::io::{Read, Write};
+        use std::sync::atomic::Ordering;
+        let b64url = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+        let cert = CertificateDer::from_pem_slice(cert_pem.as_bytes()).unwrap();
+        let PrivateKeyDer::Pkcs8(key) = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).unwrap()
+        else {
+            panic!("a PKCS#8 key")
+        };
+        let rng = ring::rand::SystemRandom::new();
+        let pair = ring::signature::EcdsaKeyPair::from_pkcs8(
+            &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+            key.secret_pkcs8_der(),
+            &rng,
+        )
+        .unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let header =
+            serde_json::json!({"typ": "JWT", "alg": "ES256", "x5c": [B64.encode(cert.as_ref())]});
+        let claims = serde_json::json!({
+            "iss": "standin-issuer", "sub": "standin", "aud": "standin-service",
+            "exp": now + 600, "nbf": now - 60, "iat": now - 60, "jti": "standin-1",
+            "access": [{"type": "repository", "name": "app", "actions": ["pull"]}],
+        });
+        let signing_input = format!(
+            "{}.{}",
+            b64url(&serde_json::to_vec(&header).unwrap()),
+            b64url(&serde_json::to_vec(&claims).unwrap())
+        );
+        let signature = pair.sign(&rng, signing_input.as_bytes()).unwrap();
+        let jwt = format!("{signing_input}.{}", b64url(signature.as_ref()));
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (seen2, stop2) = (seen.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stop2.load(Ordering::Relaxed) {
+                let Ok((mut conn, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(20));
+                    continue;
+                };
+                conn.set_nonblocking(false).unwrap();
+                conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                let mut request = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let text = String::from_utf8_lossy(&request).into_owned();
+                let line = text.lines().next().unwrap_or_default().to_owned();
+                let auth = text
+                    .lines()
+                    .find(|l| l.to_ascii_lowercase().starts_with("authorization:"))
+                    .map(|l| l["authorization:".len()..].trim().to_owned())
+                    .unwrap_or_else(|| "-".into());
+                seen2.lock().unwrap().push(format!("{line} auth={auth}"));
+                let body =
+                    serde_json::to_vec(&serde_json::json!({"token": jwt, "expires_in": 600}))
+                        .unwrap();
+                let _ = write!(
+                    conn,
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = conn.write_all(&body);
+            }
+        });
+        TokenServer { port, seen, stop }
+    }
+
+    fn seen(&self) -> Vec<String> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+impl Drop for TokenServer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registries_yaml_bearer_token_challenge() {
+    if !registry_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (_open, open_port) = registry(dir.path(), "registry-open", None).await;
+    let (manifest, _, config_digest, _) = push_image(open_port, "app", "amd64", "app");
+    push_manifest(
+        open_port,
+        "app",
+        "1",
+        "application/vnd.oci.image.manifest.v1+json",
+        &manifest,
+    );
+    // The registry trusts tokens signed for certificates of this CA.
+    let ca =
+        topgun_tls::CertificateAuthority::generate(&topgun_tls::CaParams::new("token-ca")).unwrap();
+    let signer = ca
+        .issue(&topgun_tls::LeafParams::new(
+            "token-signer",
+            topgun_tls::CertUsage::Client,
+        ))
+        .unwrap();
+    let bundle = dir.path().join("token-ca.crt");
+    std::fs::write(&bundle, ca.cert_pem()).unwrap();
+    let tokens = TokenServer::start(&signer.cert_pem, signer.key_pem.expose());
+    let (_auth, port) = registry_with(
+        dir.path(),
+        "registry-token",
+        None,
+        &dir.path().join("registry-open/data"),
+        &format!(
+            "auth:\n  token:\n    realm: http://127.0.0.1:{}/token\n    service: standin-service\n    issuer: standin-issuer\n    rootcertbundle: {}\n",
+            tokens.port,
+            bundle.display()
+        ),
+    )
+    .await;
+    let (status, headers, _) = http(port, "GET", "/v2/app/manifests/1", &[], b"");
+    assert_eq!(status, 401);
+    assert!(
+        headers["www-authenticate"].starts_with("Bearer "),
+        "{headers:?}"
+    );
+
+    // Anonymous: ctr straight to the registry.
+    let data = dir.path().join("node");
+    let (ok, out, err) = k3s_cli(
+        &data,
+        "ctr",
+        &[
+            "images",
+            "pull",
+            "--plain-http",
+            &format!("127.0.0.1:{port}/app:1"),
+        ],
+    );
+    assert!(ok, "{out}{err}");
+    let seen = tokens.seen();
+    assert!(
+        seen.iter().any(|l| l.starts_with("GET /token?")
+            && l.contains("scope=repository%3Aapp%3Apull")
+            && l.contains("service=standin-service")
+            && l.ends_with("auth=-")),
+        "{seen:?}"
+    );
+    // With basic credentials for the token server, from --user.
+    let (ok, out, err) = k3s_cli(
+        &data,
+        "ctr",
+        &[
+            "images",
+            "pull",
+            "--plain-http",
+            "--user",
+            "standin:standin-pw",
+            &format!("127.0.0.1:{port}/app:1"),
+        ],
+    );
+    assert!(ok, "{out}{err}");
+    let basic = format!("auth=Basic {}", B64.encode("standin:standin-pw"));
+    assert!(
+        tokens.seen().iter().any(|l| l.ends_with(&basic)),
+        "{:?}",
+        tokens.seen()
+    );
+    let (_, out, _) = k3s_cli(&data, "ctr", &["images", "ls", "-q"]);
+    assert_eq!(out, format!("127.0.0.1:{port}/app:1\n"));
+    // The CRI lists what is in k8s.io, whoever put it there.
+    let (_, out, _) = k3s_cli(&data, "crictl", &["images", "-q"]);
+    assert_eq!(out, format!("{config_digest}\n"));
+}

@@ -470,7 +470,7 @@ fn full_flow(
 /// Over ssh: `DOCKER_HOST=ssh://root@127.0.0.2:PORT`, the API on
 /// 127.0.0.2. Also measures, in the same run, a create on the local socket
 /// (through a counting proxy: the engine round trips of one create).
-pub fn remote_ssh(h: &Harness) -> anyhow::Result<()> {
+pub(super) fn remote_ssh(h: &Harness) -> anyhow::Result<()> {
     let sshd = Sshd::start(&scratch(h, "sshd"))?;
     let ssh_env = vec![
         ("DOCKER_HOST", sshd.url()),
@@ -534,7 +534,7 @@ pub fn remote_ssh(h: &Harness) -> anyhow::Result<()> {
 /// `DOCKER_CERT_PATH`. Without a client certificate, with a wrong CA, or
 /// with a key others can read, the create fails before anything exists and
 /// names the TLS problem.
-pub fn remote_tls(h: &Harness) -> anyhow::Result<()> {
+pub(super) fn remote_tls(h: &Harness) -> anyhow::Result<()> {
     let pki = Pki::generate(h, &scratch(h, "tls"))?;
     let endpoint = TlsEndpoint::start(&pki)?;
     let env = |dir: &Path| {
@@ -596,7 +596,7 @@ pub fn remote_tls(h: &Harness) -> anyhow::Result<()> {
 
 /// `docker context create` plus `topgun --context NAME`: the same path; and
 /// `topgun list --all-contexts` says which context did not answer.
-pub fn remote_context(h: &Harness) -> anyhow::Result<()> {
+pub(super) fn remote_context(h: &Harness) -> anyhow::Result<()> {
     let pki = Pki::generate(h, &scratch(h, "ctx-tls"))?;
     let endpoint = TlsEndpoint::start(&pki)?;
     // A docker configuration of our own: the user's ~/.docker is untouched.

@@ -38,7 +38,7 @@ const START_ORDER: [&str; 4] = ["etcd", "server", "loadbalancer", "agent"];
 /// 3 servers and 2 agents on a 3-member etcd: stop/start, restart, node
 /// commands, reboot, one node at a time, drift, grow, image import, failed
 /// day-2 commands, shrink, delete.
-pub fn day2_etcd(h: &Harness) -> anyhow::Result<()> {
+pub(super) fn day2_etcd(h: &Harness) -> anyhow::Result<()> {
     let mut d = Day2::create(
         h,
         "d2etcd",
@@ -73,7 +73,7 @@ pub fn day2_etcd(h: &Harness) -> anyhow::Result<()> {
 
 /// 3 servers, embedded datastore: the simulated reboot, then topgun's own
 /// stop and start.
-pub fn day2_reboot_embedded(h: &Harness) -> anyhow::Result<()> {
+pub(super) fn day2_reboot_embedded(h: &Harness) -> anyhow::Result<()> {
     let mut d = Day2::create(h, "d2emb", &["--servers", "3"], 3)?;
     d.step("ports-pinned", ports_pinned);
     d.step("reboot", reboot);
@@ -288,6 +288,7 @@ impl<'h> Day2<'h> {
         what: &str,
         check: impl Fn(&Value) -> Result<(), String>,
     ) -> anyhow::Result<Value> {
+        let within = self.h.patience(within);
         let deadline = Instant::now() + within;
         loop {
             let out = self.h.run_topgun(&["status", &self.name, "-o", "json"])?;
@@ -577,12 +578,7 @@ fn node_commands(d: &mut Day2<'_>) -> anyhow::Result<()> {
         listed == docker_names,
         "topgun node list shows {listed:?}, Docker has {docker_names:?}"
     );
-    let k3s_image = h
-        .images
-        .iter()
-        .find(|(k, _)| k == "TOPGUN_K3S_IMAGE")
-        .map(|(_, v)| v.clone())
-        .context("no TOPGUN_K3S_IMAGE")?;
+    let k3s_image = h.k3s_image()?.to_owned();
     for n in &nodes {
         ensure!(
             n.state == "running",
@@ -659,7 +655,8 @@ fn node_commands(d: &mut Day2<'_>) -> anyhow::Result<()> {
 
 /// A simulated reboot: `docker stop` of every container, then `docker
 /// start` of each in the reverse order of `topgun node list`; the cluster
-/// comes back by itself within 60 s, through the kubeconfig from create.
+/// comes back by itself within 60 s (with real k3s: see
+/// [`Harness::patience`]), through the kubeconfig from create.
 fn reboot(d: &mut Day2<'_>) -> anyhow::Result<()> {
     let h = d.h;
     let name = d.name.clone();
@@ -719,17 +716,26 @@ fn reboot(d: &mut Day2<'_>) -> anyhow::Result<()> {
         ),
         starts,
     );
+    // The waits below scale their budget for real k3s.
+    let recovery = h.patience(Duration::from_secs(60)).as_secs();
     let budget = Duration::from_secs(60).saturating_sub(starts);
     let last_start = Instant::now();
-    wait_ready_at(h, &d.old_kubeconfig, &d.context, want, budget)
-        .context("the cluster did not recover by itself within 60 s of the first docker start")?;
+    wait_ready_at(h, &d.old_kubeconfig, &d.context, want, budget).with_context(|| {
+        format!(
+            "the cluster did not recover by itself within {recovery} s of the first docker start"
+        )
+    })?;
     wait_heartbeats(
         d,
         None,
         since,
         Duration::from_secs(60).saturating_sub(first_start.elapsed()),
     )
-    .context("the cluster did not recover by itself within 60 s of the first docker start")?;
+    .with_context(|| {
+        format!(
+            "the cluster did not recover by itself within {recovery} s of the first docker start"
+        )
+    })?;
     d.time(
         "all nodes Ready, with a heartbeat since, after the last docker start (reboot)",
         last_start.elapsed(),
@@ -1366,7 +1372,8 @@ fn expect_gone(h: &Harness, cluster: &str, node: &str) -> anyhow::Result<()> {
 
 /// Waits until kubectl no longer lists `node`.
 fn wait_node_gone(h: &Harness, kubeconfig: &Path, context: &str, node: &str) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(15);
+    let within = h.patience(Duration::from_secs(15));
+    let deadline = Instant::now() + within;
     loop {
         let names = creation_timestamps(h, kubeconfig, context)?;
         if !names.contains_key(node) {
@@ -1374,7 +1381,8 @@ fn wait_node_gone(h: &Harness, kubeconfig: &Path, context: &str, node: &str) -> 
         }
         ensure!(
             Instant::now() < deadline,
-            "kubectl still lists {node} 15 s after node delete"
+            "kubectl still lists {node} {} s after node delete",
+            within.as_secs()
         );
         std::thread::sleep(Duration::from_millis(500));
     }
@@ -1420,6 +1428,7 @@ fn wait_heartbeats(
     since: i128,
     within: Duration,
 ) -> anyhow::Result<()> {
+    let within = d.h.patience(within);
     let deadline = Instant::now() + within;
     let want = match node {
         Some(_) => 1,
@@ -1553,6 +1562,7 @@ fn wait_images(
     only: Option<&str>,
     within: Duration,
 ) -> anyhow::Result<()> {
+    let within = d.h.patience(within);
     let deadline = Instant::now() + within;
     let want = d.k3s_nodes()?;
     loop {
@@ -1650,7 +1660,9 @@ fn kubectl_at(h: &Harness, kubeconfig: &Path, args: &[&str], log: bool) -> anyho
 }
 
 /// Waits until kubectl on `context` of `kubeconfig` lists exactly `want`
-/// nodes, all Ready; returns how long it took.
+/// nodes, all Ready; returns how long it took. `within` suits the stand-in
+/// and is scaled for real k3s ([`Harness::patience`]), as in every wait
+/// here on something k3s does; waits on etcd alone are not.
 fn wait_ready_at(
     h: &Harness,
     kubeconfig: &Path,
@@ -1658,6 +1670,7 @@ fn wait_ready_at(
     want: usize,
     within: Duration,
 ) -> anyhow::Result<Duration> {
+    let within = h.patience(within);
     let started = Instant::now();
     let mut calls = 0;
     loop {
