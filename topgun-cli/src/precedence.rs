@@ -15,7 +15,7 @@ use anyhow::bail;
 use serde::Serialize;
 use topgun_core::{
     ApiEndpoint, ClusterName, ClusterSpec, Datastore, EtcdDatastore, ExternalDatastore, Filtered,
-    ImageSet, SanList, Timeouts, Token,
+    ImageSet, RegistriesConfig, RegistryRef, RegistrySpec, SanList, Timeouts, Token,
 };
 
 use crate::cli::cluster::{CreateArgs, DatastoreKind};
@@ -261,6 +261,50 @@ pub fn resolve(
     for port in &args.port {
         spec.ports.push(Filtered::parse(port)?);
     }
+    // Registries: a flag's registry to create or registries.yaml beats the
+    // file's; the registries used are the file's and the flags'.
+    let (create, source, _) = pick(
+        args.registry_create
+            .as_deref()
+            .map(RegistrySpec::parse)
+            .transpose()?
+            .map(Some),
+        None,
+        file.as_ref()
+            .and_then(|f| f.registries.create.clone())
+            .map(Some),
+        None,
+    );
+    let shown = create.as_ref().map_or_else(
+        || "none".to_owned(),
+        |c| match c.port {
+            Some(port) => format!("{}:{port}", c.name),
+            None => format!("{} (a free port)", c.name),
+        },
+    );
+    spec.registries.create = create;
+    record("registries.create", shown, source, None);
+    for r in &args.registry_use {
+        spec.registries.uses.push(RegistryRef::parse(r)?);
+    }
+    let (config, source, _) = pick(
+        args.registry_config
+            .as_deref()
+            .map(RegistriesConfig::from_file)
+            .transpose()?
+            .map(Some),
+        None,
+        file.as_ref()
+            .and_then(|f| f.registries.config.clone())
+            .map(Some),
+        None,
+    );
+    let shown = match &config {
+        Some(_) => "(a registries.yaml: may hold credentials, not shown)",
+        None => "none",
+    };
+    spec.registries.config = config;
+    record("registries.config", shown.to_owned(), source, None);
     if args.no_lb {
         spec.loadbalancer.enabled = false;
     }

@@ -107,6 +107,17 @@ fn bad_registry_ports_are_refused_before_docker() {
             vec!["create", "c1", "--registry-use", "r.localhost:x"],
             "not a port number",
         ),
+        (
+            vec![
+                "create",
+                "c1",
+                "--api-port",
+                "6550",
+                "--registry-create",
+                "r.localhost:6550",
+            ],
+            "which the API uses",
+        ),
     ] {
         let text = refused(&args);
         assert!(text.contains(says), "{args:?}: {text}");

@@ -1027,7 +1027,8 @@ pub struct Deleted {
 }
 
 /// Deletes a cluster (or all) by labels: containers (stopped ones too),
-/// volumes, networks, and the kubeconfig entries topgun merged. Works on
+/// volumes, networks, and the kubeconfig entries topgun merged. Registries
+/// it only used are disconnected from its network, never removed. Works on
 /// half-made clusters; deleting what does not exist is a successful no-op.
 pub(crate) async fn delete(
     docker: &Docker,

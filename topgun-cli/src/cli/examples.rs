@@ -40,8 +40,8 @@ topgun create demo --servers 3 --agents 2 --datastore etcd
 # One server, the API on port 6550 and reachable as 192.168.1.28 from the LAN
 topgun create dev --api-port 0.0.0.0:6550 --tls-san 192.168.1.28
 
-# From a YAML spec, with one agent more than it says
-topgun create --config cluster.yaml --agents 3";
+# From a topgun or k3d config file, pulling through a local registry
+topgun create --config k3d.yaml --registry-use registry.localhost:5001";
 
 /// `topgun delete`.
 pub const DELETE: &str = "\

@@ -1,4 +1,8 @@
 //! The command line, as clap types only; no behaviour lives here.
+//!
+//! Doc comments here are `--help` text for people, written as topgun prints
+//! it (`[HOST:]PORT`, `KEY=VALUE[@FILTER]`), not links for rustdoc.
+#![allow(rustdoc::broken_intra_doc_links)]
 
 use clap::{Parser, Subcommand};
 
@@ -16,6 +20,11 @@ use examples::examples;
 /// Completes an argument with the names of the clusters on the engine.
 pub(crate) fn cluster_names() -> clap_complete::ArgValueCandidates {
     clap_complete::ArgValueCandidates::new(crate::commands::completions::clusters)
+}
+
+/// Completes an argument with the names of topgun's registries.
+pub(crate) fn registry_names() -> clap_complete::ArgValueCandidates {
+    clap_complete::ArgValueCandidates::new(crate::commands::completions::registries)
 }
 
 /// Completes an argument with the names of every cluster's nodes.

@@ -95,7 +95,7 @@ pub struct ListArgs {
 #[derive(Debug, Args)]
 pub struct DeleteArgs {
     /// Registries to delete.
-    #[arg(required = true, value_name = "NAME")]
+    #[arg(required = true, value_name = "NAME", add = super::registry_names())]
     pub names: Vec<String>,
     /// Disconnect them from the clusters they are connected to first.
     #[arg(long)]

@@ -76,6 +76,19 @@ pub fn clusters() -> Vec<CompletionCandidate> {
     })
 }
 
+/// Candidates for a registry-name argument: every registry topgun made on
+/// the engine.
+pub fn registries() -> Vec<CompletionCandidate> {
+    lookup(async {
+        let docker = topgun_core::connect().await?;
+        let registries = topgun_core::Registry::list(&docker).await?;
+        Ok(registries
+            .into_iter()
+            .map(|r| CompletionCandidate::new(r.name).help(Some(r.image.into())))
+            .collect())
+    })
+}
+
 /// Candidates for a node-name argument: the container names of every
 /// cluster's nodes, with role and state as the description.
 pub fn nodes() -> Vec<CompletionCandidate> {

@@ -97,8 +97,7 @@ pub(crate) fn progress(global: &GlobalArgs) -> Option<topgun_core::Progress> {
 
 /// Runs `topgun create`.
 pub async fn run(args: CreateArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
-    let Resolved { mut spec, settings } = precedence::resolve(&args, &|k| std::env::var(k).ok())?;
-    super::registry::apply_create_flags(&mut spec, &args)?;
+    let Resolved { spec, settings } = precedence::resolve(&args, &|k| std::env::var(k).ok())?;
     for warning in spec.warnings() {
         output::warn(&warning.to_string());
     }

@@ -1,27 +1,16 @@
-//! `topgun registry create|list|delete`, and the registry flags of
-//! `topgun create`.
+//! `topgun registry create|list|delete` (the registry flags of `topgun
+//! create` are resolved in [`crate::precedence`]). Exit statuses follow each error's kind: bad input (a bad
+//! name or port, a taken name or port, a registry still in use) is 2.
 
 use std::process::ExitCode;
 
-use topgun_core::{
-    ClusterSpec, ErrorKind, RegistriesConfig, Registry, RegistryName, RegistryRef, RegistrySpec,
-};
+use topgun_core::{Registry, RegistryName, RegistrySpec};
 
+use super::EXIT_SUCCESS;
 use super::create::docker;
-use super::{EXIT_SUCCESS, Failed};
-use crate::cli::cluster::CreateArgs as ClusterCreateArgs;
 use crate::cli::registry::{CreateArgs, DeleteArgs, ListArgs, RegistryArgs, RegistryCommand};
 use crate::cli::{GlobalArgs, OutputFormat};
 use crate::output;
-
-/// Maps a topgun-core error: bad input (a bad name or port, a taken name
-/// or port, a registry still in use) is exit 2, anything else exit 1.
-fn core_error(e: topgun_core::Error) -> anyhow::Error {
-    match e.kind() {
-        ErrorKind::Input => anyhow::Error::new(e),
-        _ => Failed(anyhow::Error::new(e)).into(),
-    }
-}
 
 /// Runs `topgun registry ...`.
 pub async fn run(args: RegistryArgs, _global: &GlobalArgs) -> anyhow::Result<ExitCode> {
@@ -42,8 +31,8 @@ async fn create(args: CreateArgs) -> anyhow::Result<ExitCode> {
     }
     spec.validate()?;
     let docker = docker().await?;
-    let registry = Registry::create(docker, &spec).await.map_err(core_error)?;
-    let info = registry.info().await.map_err(core_error)?;
+    let registry = Registry::create(docker, &spec).await?;
+    let info = registry.info().await?;
     match args.output {
         OutputFormat::Json => output::json(&info)?,
         OutputFormat::Text => {
@@ -66,7 +55,7 @@ async fn create(args: CreateArgs) -> anyhow::Result<ExitCode> {
 
 async fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
     let docker = docker().await?;
-    let registries = Registry::list(&docker).await.map_err(core_error)?;
+    let registries = Registry::list(&docker).await?;
     match args.output {
         OutputFormat::Json => output::json(&registries)?,
         OutputFormat::Text if registries.is_empty() => {
@@ -114,8 +103,7 @@ async fn delete(args: DeleteArgs) -> anyhow::Result<ExitCode> {
     for name in names {
         let deleted = Registry::named(docker.clone(), name.clone())
             .delete(args.force)
-            .await
-            .map_err(core_error)?;
+            .await?;
         if deleted.removed.count() == 0 {
             output::result(&format!(
                 "registry {name} does not exist; nothing to delete"
@@ -134,25 +122,4 @@ async fn delete(args: DeleteArgs) -> anyhow::Result<ExitCode> {
         ));
     }
     Ok(ExitCode::from(EXIT_SUCCESS))
-}
-
-/// Applies `topgun create`'s registry flags to `spec` (flags win over the
-/// config file's `registries`: `--registry-create` replaces its `create`,
-/// `--registry-use` adds to its `use`, `--registry-config` replaces its
-/// `config`).
-pub(crate) fn apply_create_flags(
-    spec: &mut ClusterSpec,
-    args: &ClusterCreateArgs,
-) -> anyhow::Result<()> {
-    if let Some(create) = &args.registry_create {
-        spec.registries.create = Some(RegistrySpec::parse(create)?);
-    }
-    for r in &args.registry_use {
-        spec.registries.uses.push(RegistryRef::parse(r)?);
-    }
-    if let Some(path) = &args.registry_config {
-        spec.registries.config = Some(RegistriesConfig::from_file(path)?);
-    }
-    spec.validate()?;
-    Ok(())
 }

@@ -421,6 +421,13 @@ async fn make(docker: &Docker, c: &RegistryContainer) -> Result<()> {
             } if message.contains("image") => Error::ImageMissing {
                 image: c.body.image.clone().unwrap_or_default(),
             },
+            bollard::errors::Error::DockerResponseServerError {
+                status_code: 409, ..
+            } => Error::invalid(
+                format!("registry container {}", c.name),
+                "was made meanwhile by someone else",
+                "use that registry (`--registry-use`), or pick another name",
+            ),
             e => Error::docker(format!("create container {}", c.name), e),
         })?;
     docker.start_container(&c.name, None).await.map_err(|e| {
@@ -569,8 +576,9 @@ pub(crate) async fn detach_used(docker: &Docker, cluster: &str) -> Result<()> {
     Ok(())
 }
 
-/// Disconnects every registry from `cluster`'s network before a rollback
-/// removes it; failures are only logged (the rollback reports what stays).
+/// [`detach_used`] before a rollback removes `cluster`'s network (the
+/// registry the create made carries its run label and goes with the
+/// rollback); failures are only logged (the rollback reports what stays).
 pub(crate) async fn detach_all(docker: &Docker, cluster: &str) {
     if let Err(e) = detach_used(docker, cluster).await {
         tracing::debug!(error = %e, "cannot disconnect registries");

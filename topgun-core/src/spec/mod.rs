@@ -429,6 +429,18 @@ impl ClusterSpec {
         }
         self.check_ports(&counts)?;
         self.registries.validate()?;
+        if let (Some(reg), Some(api)) = (&self.registries.create, self.api.port)
+            && reg.port == Some(api)
+            && (reg.host == self.api.host
+                || reg.host.is_unspecified()
+                || self.api.host.is_unspecified())
+        {
+            return Err(Error::invalid(
+                format!("registry {}:{api}", reg.name),
+                format!("uses host port {api}, which the API uses"),
+                "pick another port for one of them",
+            ));
+        }
         if let Some(subnet) = &self.network.subnet
             && subnet.prefix > 24
         {

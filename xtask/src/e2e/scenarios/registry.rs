@@ -1,8 +1,8 @@
 //! The `registry` scenario: a local registry as a k3d user keeps one.
 //! `topgun registry create`, `docker push` from the host, two clusters
-//! that use it pulling through the mirror on every node, deleting a
-//! cluster leaves the registry serving, and a registry a cluster's create
-//! makes goes with the cluster.
+//! that use it pulling through the mirror on every node (one added later
+//! too), deleting a cluster leaves the registry serving, and a registry a
+//! cluster's create makes goes with the cluster.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -255,6 +255,9 @@ pub(super) fn registry(h: &Harness) -> anyhow::Result<()> {
     let c2 = h.cluster_name("reg2");
     h.ok_topgun(&["create", &c2, "--registry-use", &reg])?;
     pull_on(&format!("topgun-{c2}-server-0"), &pulled)?;
+    // A node added later gets the same mirrors (from the cluster record).
+    h.ok_topgun(&["node", "add", &c2, "--role", "agent"])?;
+    pull_on(&format!("topgun-{c2}-agent-0"), &pulled)?;
     let entry = listed(h, &reg)?.context("the registry is not listed")?;
     let clusters = entry["clusters"].to_string();
     ensure!(
