@@ -5,6 +5,7 @@
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod candidates;
 mod cli;
 mod commands;
 mod output;

@@ -2,6 +2,7 @@
 //! listing, inspecting and removing resources by label.
 
 use std::collections::HashMap;
+use std::net::{IpAddr, TcpListener};
 
 use bollard::Docker;
 use bollard::models::{ContainerInspectResponse, ContainerSummary, Network, Volume};
@@ -39,31 +40,6 @@ pub async fn connect() -> Result<Docker> {
     crate::engine::connect(&crate::engine::current()?).await
 }
 
-/// Connects to the daemon at `host` (`unix:///path`, `tcp://host:port` or
-/// `http://host:port`) and negotiates the API version.
-pub(crate) async fn connect_to(host: &str) -> Result<Docker> {
-    let unreachable = |source: bollard::errors::Error| Error::DockerUnreachable {
-        host: host.to_owned(),
-        reason: describe_connect_error(&source),
-        source,
-    };
-    let docker = Docker::connect_with_host(host).map_err(unreachable)?;
-    docker.negotiate_version().await.map_err(unreachable)
-}
-
-pub(crate) fn describe_connect_error(e: &bollard::errors::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        let s_text = s.to_string();
-        if !text.contains(&s_text) {
-            text.push_str(": ");
-            text.push_str(&s_text);
-        }
-        source = s.source();
-    }
-    text
-}
 
 /// Label filters for list calls: every `KEY=VALUE` must match.
 pub(crate) fn label_filters(pairs: &[(&str, &str)]) -> HashMap<String, Vec<String>> {
@@ -283,24 +259,85 @@ fn is_gone(e: &bollard::errors::Error) -> bool {
     )
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// The host port published for `port/tcp` in an inspect response.
+pub(crate) fn host_port(
+    info: &bollard::models::ContainerInspectResponse,
+    port: u16,
+) -> Option<u16> {
+    info.network_settings
+        .as_ref()?
+        .ports
+        .as_ref()?
+        .get(&format!("{port}/tcp"))?
+        .as_ref()?
+        .iter()
+        .find_map(|b| b.host_port.as_deref()?.parse().ok())
+}
 
-    #[tokio::test]
-    async fn an_unreachable_daemon_names_docker_host_and_the_socket() {
-        let dir = tempfile::tempdir().unwrap();
-        let socket = format!("unix://{}/docker.sock", dir.path().display());
-        let err = connect_to(&socket).await.unwrap_err().to_string();
-        assert!(err.contains(&socket), "{err}");
-        assert!(err.contains("DOCKER_HOST"), "{err}");
-        assert!(err.contains("unix:///var/run/docker.sock"), "{err}");
-        let err = connect_to("ftp://nowhere").await.unwrap_err().to_string();
-        assert!(err.contains("ftp://nowhere"), "{err}");
-        // bollard's error is kept as the source; the operation failed.
-        let err = connect_to(&socket).await.unwrap_err();
-        assert_eq!(err.kind(), crate::ErrorKind::Failed);
-        let source = std::error::Error::source(&err).expect("a source");
-        assert!(source.is::<bollard::errors::Error>(), "{source:?}");
+/// Creates the volume `name` from `body`. A name that exists already is
+/// refused: Docker returns the existing volume instead of an error, so a
+/// volume that comes back without this run's label was not made by it, and
+/// topgun never adopts a volume it did not make.
+pub(crate) async fn create_volume(
+    docker: &Docker,
+    name: &str,
+    body: bollard::models::VolumeCreateRequest,
+) -> Result<()> {
+    let run = |l: &HashMap<String, String>| l.get(crate::labels::RUN).cloned();
+    let wanted = body.labels.as_ref().and_then(run);
+    let made = docker
+        .create_volume(body)
+        .await
+        .map_err(|e| Error::docker(format!("create volume {name}"), e))?;
+    if run(&made.labels).is_none() || run(&made.labels) != wanted {
+        return Err(Error::invalid(
+            format!("volume {name}"),
+            "exists already, and topgun does not adopt volumes it did not make",
+            format!("remove it (`docker volume rm {name}`) or pick another cluster name"),
+        ));
     }
+    Ok(())
+}
+
+/// A free host port for each of `hosts` (the host addresses of ports to
+/// publish), so that every published port is pinned at create. When Docker
+/// runs here, the kernel picks them (all sockets held until every port is
+/// picked, so none repeats); on a remote engine, random ports of 20000-29999
+/// that no container publishes.
+pub(crate) async fn free_ports(docker: &Docker, hosts: &[IpAddr]) -> Result<Vec<u16>> {
+    if docker_is_local() {
+        let mut held = Vec::new();
+        for ip in hosts {
+            let listener = TcpListener::bind((*ip, 0)).map_err(|e| {
+                Error::invalid(
+                    format!("host address {ip}"),
+                    format!("cannot be bound here: {e}"),
+                    "publish on 127.0.0.1, on one of this host's addresses, or on 0.0.0.0",
+                )
+            })?;
+            held.push(listener);
+        }
+        return held
+            .iter()
+            .map(|l| {
+                l.local_addr()
+                    .map(|a| a.port())
+                    .map_err(|e| Error::io("cannot read a bound port of", "a socket", e))
+            })
+            .collect();
+    }
+    let taken: std::collections::HashSet<u16> = containers(docker, HashMap::new())
+        .await?
+        .iter()
+        .flat_map(|c| c.ports.iter().flatten())
+        .filter_map(|p| p.public_port)
+        .collect();
+    let mut ports = Vec::new();
+    while ports.len() < hosts.len() {
+        let port = 20000 + rand::random::<u16>() % 10000;
+        if !taken.contains(&port) && !ports.contains(&port) {
+            ports.push(port);
+        }
+    }
+    Ok(ports)
 }

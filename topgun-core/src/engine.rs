@@ -444,12 +444,12 @@ pub(crate) fn place_api(spec: &crate::ClusterSpec) -> Result<Option<(crate::Clus
 pub(crate) async fn connect(engine: &Engine) -> Result<Docker> {
     let docker = match &engine.endpoint {
         Endpoint::Unix(_) => {
-            return crate::docker::connect_to(&engine.url).await;
+            return connect_to(&engine.url).await;
         }
         Endpoint::Tcp { host, port } => match &engine.tls_dir {
             None => {
                 let ip = resolve(engine, host, *port).await?;
-                let docker = crate::docker::connect_to(&format!("tcp://{host}:{port}")).await?;
+                let docker = connect_to(&format!("tcp://{host}:{port}")).await?;
                 let _ = CONTROL_HOST.set(ip);
                 return Ok(docker);
             }
@@ -491,7 +491,7 @@ pub(crate) async fn connect(engine: &Engine) -> Result<Docker> {
     docker.negotiate_version().await.map_err(|e| {
         engine.error(
             "engine API",
-            crate::docker::describe_connect_error(&e),
+            describe_connect_error(&e),
             "the engine answered but its API did not; is it a Docker engine?",
             Some(Box::new(e)),
         )
@@ -1012,6 +1012,32 @@ async fn ssh_stderr(dialer: &Dialer) -> String {
     }
 }
 
+/// Connects to the daemon at `host` (`unix:///path`, `tcp://host:port` or
+/// `http://host:port`) and negotiates the API version.
+pub(crate) async fn connect_to(host: &str) -> Result<Docker> {
+    let unreachable = |source: bollard::errors::Error| Error::DockerUnreachable {
+        host: host.to_owned(),
+        reason: describe_connect_error(&source),
+        source,
+    };
+    let docker = Docker::connect_with_host(host).map_err(unreachable)?;
+    docker.negotiate_version().await.map_err(unreachable)
+}
+
+pub(crate) fn describe_connect_error(e: &bollard::errors::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        let s_text = s.to_string();
+        if !text.contains(&s_text) {
+            text.push_str(": ");
+            text.push_str(&s_text);
+        }
+        source = s.source();
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1325,7 +1351,7 @@ mod tests {
     #[test]
     fn the_kubeconfig_names_the_engine_host_as_given() {
         let ip: IpAddr = "192.168.1.28".parse().unwrap();
-        let server = crate::lifecycle::kubeconfig_server;
+        let server = crate::kubeconfig::kubeconfig_server;
         assert_eq!(server(Some("alien.io"), ip, 6550), "https://alien.io:6550");
         assert_eq!(server(None, ip, 6550), "https://192.168.1.28:6550");
         assert_eq!(server(Some("::1"), ip, 6550), "https://[::1]:6550");
@@ -1349,5 +1375,22 @@ mod tests {
         assert_eq!(tail, ["--", "127.0.0.2", "docker", "system", "dial-stdio"]);
         assert!(argv.windows(2).any(|w| w == ["-p", "2222"]));
         assert!(argv.windows(2).any(|w| w == ["-l", "root"]));
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_daemon_names_docker_host_and_the_socket() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = format!("unix://{}/docker.sock", dir.path().display());
+        let err = connect_to(&socket).await.unwrap_err().to_string();
+        assert!(err.contains(&socket), "{err}");
+        assert!(err.contains("DOCKER_HOST"), "{err}");
+        assert!(err.contains("unix:///var/run/docker.sock"), "{err}");
+        let err = connect_to("ftp://nowhere").await.unwrap_err().to_string();
+        assert!(err.contains("ftp://nowhere"), "{err}");
+        // bollard's error is kept as the source; the operation failed.
+        let err = connect_to(&socket).await.unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::Failed);
+        let source = std::error::Error::source(&err).expect("a source");
+        assert!(source.is::<bollard::errors::Error>(), "{source:?}");
     }
 }

@@ -63,7 +63,7 @@ async fn measure(docker: &Docker, spec: &ClusterSpec, boot: bool) -> Result<Floo
     // Every published port pinned, as a create pins them.
     let open = plan.open_ports();
     if !open.is_empty() {
-        ctx.host_ports = runtime::prepare::free_ports(docker, &open).await?;
+        ctx.host_ports = crate::docker::free_ports(docker, &open).await?;
         plan = plan::plan(spec, &ctx)?;
     }
     let plan = &plan;

@@ -4,6 +4,7 @@
 
 use std::fmt;
 use std::fs::OpenOptions;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -454,6 +455,24 @@ pub fn default_files() -> Result<Vec<PathBuf>> {
         }
     }
     Ok(vec![default_path()?])
+}
+
+/// `https://HOST:PORT` (IPv6 in brackets).
+pub(crate) fn server_url(host: IpAddr, port: u16) -> String {
+    format!("https://{}", SocketAddr::new(host, port))
+}
+
+/// The server a kubeconfig names: `https://NAME:PORT` when the API has a
+/// host name (a remote engine host's, as the user gave it), else the
+/// address.
+pub(crate) fn kubeconfig_server(name: Option<&str>, host: IpAddr, port: u16) -> String {
+    match name.filter(|n| !n.is_empty()) {
+        Some(n) => match n.parse::<IpAddr>() {
+            Ok(ip) => server_url(ip, port),
+            Err(_) => format!("https://{n}:{port}"),
+        },
+        None => server_url(host, port),
+    }
 }
 
 /// Merges the entries of `kubeconfig` (as topgun makes it) into the

@@ -16,7 +16,7 @@ use crate::api::{self, BackendState};
 use crate::docker::{self as dockerx, Removal};
 use crate::kubeconfig::{self, KubeconfigYaml};
 use crate::plan::{API_PORT, ETCD_CLIENT_DIR, KUBECONFIG_PATH, LB_STATS_PORT};
-use crate::runtime::host_port;
+use crate::docker::host_port;
 use crate::spec::Role;
 use crate::{Error, Result, archive, labels};
 
@@ -77,23 +77,6 @@ fn dial_host(api_host: Option<&str>) -> IpAddr {
     crate::spec::ApiEndpoint { host, port: None }.dial_host()
 }
 
-fn server_url(host: IpAddr, port: u16) -> String {
-    format!("https://{}", SocketAddr::new(host, port))
-}
-
-/// The server a kubeconfig names: `https://NAME:PORT` when the API has a
-/// host name (a remote engine host's, as the user gave it), else the
-/// address.
-pub(crate) fn kubeconfig_server(name: Option<&str>, host: IpAddr, port: u16) -> String {
-    match name.filter(|n| !n.is_empty()) {
-        Some(n) => match n.parse::<IpAddr>() {
-            Ok(ip) => server_url(ip, port),
-            Err(_) => format!("https://{n}:{port}"),
-        },
-        None => server_url(host, port),
-    }
-}
-
 /// The container that publishes the API: the load balancer, else server-0.
 fn api_container(containers: &[ContainerSummary]) -> Option<&ContainerSummary> {
     containers
@@ -113,7 +96,7 @@ fn summary_api_url(c: &ContainerSummary) -> Option<String> {
         .iter()
         .find(|p| p.private_port == API_PORT && p.public_port.is_some())?
         .public_port?;
-    Some(server_url(
+    Some(crate::kubeconfig::server_url(
         dial_host(label(&c.labels, labels::API_HOST)),
         port,
     ))
@@ -789,7 +772,7 @@ async fn etcd_access_of(
             });
             let endpoint = port
                 .filter(|_| m.state == "running")
-                .map(|p| server_url(crate::engine::control_host(), p));
+                .map(|p| crate::kubeconfig::server_url(crate::engine::control_host(), p));
             (m.name.clone(), endpoint)
         })
         .collect();
@@ -912,7 +895,7 @@ async fn read_kubeconfig(docker: &Docker, view: &ClusterView) -> Result<Kubeconf
             reason: "the API is not published: the container is not running".to_owned(),
             source: None,
         })?;
-    let server = kubeconfig_server(
+    let server = crate::kubeconfig::kubeconfig_server(
         label(&api.labels, labels::API_NAME),
         dial_host(label(&api.labels, labels::API_HOST)),
         port,

@@ -19,17 +19,17 @@ use examples::examples;
 
 /// Completes an argument with the names of the clusters on the engine.
 pub(crate) fn cluster_names() -> clap_complete::ArgValueCandidates {
-    clap_complete::ArgValueCandidates::new(crate::commands::completions::clusters)
+    clap_complete::ArgValueCandidates::new(crate::candidates::clusters)
 }
 
 /// Completes an argument with the names of topgun's registries.
 pub(crate) fn registry_names() -> clap_complete::ArgValueCandidates {
-    clap_complete::ArgValueCandidates::new(crate::commands::completions::registries)
+    clap_complete::ArgValueCandidates::new(crate::candidates::registries)
 }
 
 /// Completes an argument with the names of every cluster's nodes.
 pub(crate) fn node_names() -> clap_complete::ArgValueCandidates {
-    clap_complete::ArgValueCandidates::new(crate::commands::completions::nodes)
+    clap_complete::ArgValueCandidates::new(crate::candidates::nodes)
 }
 
 /// The whole command line as a clap [`clap::Command`]: for completion, man

@@ -149,7 +149,11 @@ pub async fn run(args: CreateArgs, global: &GlobalArgs) -> anyhow::Result<ExitCo
         }
     })?;
     let Some(created) = cluster.created() else {
-        anyhow::bail!("internal error: the create returned no report");
+        return Err(topgun_core::Error::Bug {
+            what: "Cluster::create_until",
+            problem: "the handle of a create holds no report".to_owned(),
+        }
+        .into());
     };
     match args.output {
         CreateOutput::Json => output::json(created)?,

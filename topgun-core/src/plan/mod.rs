@@ -7,6 +7,7 @@
 //! plan is snapshot-tested.
 
 pub(crate) mod loadbalancer;
+pub(crate) mod registry;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr};
@@ -174,7 +175,7 @@ pub(crate) struct ClusterPlan {
     /// Registries connected to the network (the created one made first)
     /// after it exists and before any node starts.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub registries: Vec<crate::registry::plan::RegistryStep>,
+    pub registries: Vec<registry::RegistryStep>,
 }
 
 /// The cluster network.
@@ -989,10 +990,10 @@ impl<'a> Planner<'a> {
             sans: self.sans.clone(),
             warnings: self.warnings.clone(),
             etcd: self.etcd.take(),
-            registries: crate::registry::plan::steps(
+            registries: registry::steps(
                 &spec.registries,
                 &self.network,
-                self.labels(crate::registry::plan::ROLE_REGISTRY),
+                self.labels(registry::ROLE_REGISTRY),
             )?,
         })
     }
@@ -1328,9 +1329,9 @@ impl<'a> Planner<'a> {
             FileContents::Secret(KeyPem::new(k3s_config_yaml(&config))),
         ));
         // It may hold the user's registry passwords: 0600.
-        if let Some(text) = crate::registry::plan::registries_yaml(&spec.registries)? {
+        if let Some(text) = registry::registries_yaml(&spec.registries)? {
             files.push(file(
-                crate::registry::plan::REGISTRIES_PATH.to_owned(),
+                registry::REGISTRIES_PATH.to_owned(),
                 FileContents::Secret(KeyPem::new(text)),
             ));
         }

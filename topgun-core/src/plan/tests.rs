@@ -618,7 +618,7 @@ fn registries_are_connected_before_nodes_start_and_every_k3s_node_gets_their_mir
         .unwrap();
     let plan = plan(&spec, &ctx(&spec)).unwrap();
     snapshot("plan_registries", &plan);
-    let path = crate::registry::plan::REGISTRIES_PATH;
+    let path = crate::plan::registry::REGISTRIES_PATH;
     let mut contents = Vec::new();
     for node in plan
         .nodes

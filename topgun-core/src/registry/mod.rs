@@ -14,10 +14,9 @@
 //! A cluster reaches each of its registries on its network under the alias
 //! `NAME` (the registry is connected before any node starts), and every k3s
 //! node gets `/etc/rancher/k3s/registries.yaml` (see
-//! [`plan::registries_yaml`]). Deleting a cluster only disconnects the
+//! [`crate::plan::registry::registries_yaml`]). Deleting a cluster only disconnects the
 //! registries it used; it never removes them.
 
-pub(crate) mod plan;
 pub(crate) mod spec;
 
 use std::collections::HashMap;
@@ -34,7 +33,7 @@ use serde::Serialize;
 use crate::docker::{self as dockerx, Removal, docker_is_local};
 use crate::spec::ClusterSpec;
 use crate::{Error, Result, labels};
-use plan::{REGISTRY_PORT, RegistryContainer, RegistryStep};
+use crate::plan::registry::{self as plan, REGISTRY_PORT, RegistryContainer, RegistryStep};
 pub use spec::{RegistriesConfig, RegistriesSpec, RegistryName, RegistryRef, RegistrySpec};
 
 /// A registry on a Docker engine, by name. It holds no other state: every
@@ -360,7 +359,7 @@ async fn check_new(
             check_port_free(docker, host, port).await?;
             Ok(port)
         }
-        None => Ok(crate::runtime::prepare::free_ports(docker, &[host]).await?[0]),
+        None => Ok(crate::docker::free_ports(docker, &[host]).await?[0]),
     }
 }
 
@@ -404,7 +403,7 @@ async fn check_port_free(docker: &Docker, host: IpAddr, port: u16) -> Result<()>
 
 /// Creates a registry's volume and container, and starts it.
 async fn make(docker: &Docker, c: &RegistryContainer) -> Result<()> {
-    crate::runtime::create_volumes(docker, std::slice::from_ref(&c.volume)).await?;
+    dockerx::create_volume(docker, &c.volume.name, c.volume.body.clone()).await?;
     docker
         .create_container(
             Some(CreateContainerOptions {

@@ -182,7 +182,7 @@ pub(crate) async fn plan_only(docker: &Docker, spec: &ClusterSpec) -> Result<Clu
     let mut plan = plan::plan(spec, &prepared.ctx)?;
     let open = plan.open_ports();
     if !open.is_empty() {
-        prepared.ctx.host_ports = prepare::free_ports(docker, &open).await?;
+        prepared.ctx.host_ports = crate::docker::free_ports(docker, &open).await?;
         plan = plan::plan(spec, &prepared.ctx)?;
     }
     Ok(plan)
@@ -496,7 +496,7 @@ impl Run<'_> {
         let api_port = self
             .published_port(&plan.api.container, plan::API_PORT)
             .await?;
-        let server = crate::lifecycle::kubeconfig_server(
+        let server = crate::kubeconfig::kubeconfig_server(
             plan.api.name.as_deref(),
             plan.api.dial_host,
             api_port,
@@ -583,7 +583,7 @@ impl Run<'_> {
             let mut plan = plan::plan(self.spec, &self.ctx)?;
             let open = plan.open_ports();
             if !open.is_empty() && self.ctx.host_ports.is_empty() {
-                self.ctx.host_ports = prepare::free_ports(self.docker, &open).await?;
+                self.ctx.host_ports = crate::docker::free_ports(self.docker, &open).await?;
                 plan = plan::plan(self.spec, &self.ctx)?;
             }
             match self.docker.create_network(plan.network.body.clone()).await {
@@ -737,7 +737,7 @@ impl Run<'_> {
     /// The host port Docker published `port/tcp` of `container` on.
     async fn published_port(&self, container: &str, port: u16) -> Result<u16> {
         let info = dockerx::inspect(self.docker, container).await?;
-        host_port(&info, port).ok_or_else(|| Error::NodeFailed {
+        dockerx::host_port(&info, port).ok_or_else(|| Error::NodeFailed {
             node: container.to_owned(),
             reason: format!("it has no published host port for {port}/tcp"),
             last_logs: Vec::new(),
@@ -752,20 +752,6 @@ fn node<'p>(plan: &'p ClusterPlan, name: &str) -> &'p NodePlan {
         .expect("phases name planned nodes")
 }
 
-/// The host port published for `port/tcp` in an inspect response.
-pub(crate) fn host_port(
-    info: &bollard::models::ContainerInspectResponse,
-    port: u16,
-) -> Option<u16> {
-    info.network_settings
-        .as_ref()?
-        .ports
-        .as_ref()?
-        .get(&format!("{port}/tcp"))?
-        .as_ref()?
-        .iter()
-        .find_map(|b| b.host_port.as_deref()?.parse().ok())
-}
 
 /// Creates a node's volumes, then its container, then uploads its files:
 /// what a create does for every node, and what the benchmark floor does too.
@@ -797,31 +783,13 @@ pub(crate) async fn create_node(docker: &Docker, cluster: &str, node: &NodePlan)
     archive::upload(docker, &node.name, &node.files, &node.dirs).await
 }
 
-/// Creates labelled volumes. A name that exists already is refused: Docker
-/// returns the existing volume instead of an error, so a volume that comes
-/// back without this run's label was not made by it, and topgun never
-/// adopts a volume it did not make in this run (one round trip a volume,
-/// not an inspect and a create).
+/// Creates `volumes` (see [`dockerx::create_volume`]).
 pub(crate) async fn create_volumes(docker: &Docker, volumes: &[plan::VolumePlan]) -> Result<()> {
-    try_join_all(volumes.iter().map(|v| async move {
-        let made = docker
-            .create_volume(v.body.clone())
-            .await
-            .map_err(|e| Error::docker(format!("create volume {}", v.name), e))?;
-        let run = |l: &std::collections::HashMap<String, String>| l.get(labels::RUN).cloned();
-        if run(&made.labels).is_none() || run(&made.labels) != v.body.labels.as_ref().and_then(run)
-        {
-            return Err(Error::invalid(
-                format!("volume {}", v.name),
-                "exists already, and topgun does not adopt volumes it did not make",
-                format!(
-                    "remove it (`docker volume rm {}`) or pick another cluster name",
-                    v.name
-                ),
-            ));
-        }
-        Ok(())
-    }))
+    try_join_all(
+        volumes
+            .iter()
+            .map(|v| dockerx::create_volume(docker, &v.name, v.body.clone())),
+    )
     .await?;
     Ok(())
 }

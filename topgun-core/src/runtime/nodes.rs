@@ -593,7 +593,7 @@ async fn prepare_add(
     let mut added = plan::plan_added_nodes(&spec, &ctx, &existing, role, &indices)?;
     let open = added.open_ports();
     if !open.is_empty() {
-        ctx.host_ports = super::prepare::free_ports(docker, &open).await?;
+        ctx.host_ports = crate::docker::free_ports(docker, &open).await?;
         added = plan::plan_added_nodes(&spec, &ctx, &existing, role, &indices)?;
     }
     // The names must be free: leftovers of an earlier node are never adopted.

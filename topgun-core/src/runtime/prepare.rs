@@ -306,49 +306,6 @@ fn check_ports_free(spec: &ClusterSpec) -> Result<()> {
     Ok(())
 }
 
-/// A free host port for each of `hosts` (the host addresses of ports to
-/// publish), so that every published port is pinned at create. When Docker
-/// runs here, the kernel picks them (all sockets held until every port is
-/// picked, so none repeats); on a remote engine, random ports of 20000-29999
-/// that no container publishes.
-pub(crate) async fn free_ports(docker: &Docker, hosts: &[IpAddr]) -> Result<Vec<u16>> {
-    if docker_is_local() {
-        let mut held = Vec::new();
-        for ip in hosts {
-            let listener = TcpListener::bind((*ip, 0)).map_err(|e| {
-                Error::invalid(
-                    format!("host address {ip}"),
-                    format!("cannot be bound here: {e}"),
-                    "publish on 127.0.0.1, on one of this host's addresses, or on 0.0.0.0",
-                )
-            })?;
-            held.push(listener);
-        }
-        return held
-            .iter()
-            .map(|l| {
-                l.local_addr()
-                    .map(|a| a.port())
-                    .map_err(|e| Error::io("cannot read a bound port of", "a socket", e))
-            })
-            .collect();
-    }
-    let taken: std::collections::HashSet<u16> = docker::containers(docker, HashMap::new())
-        .await?
-        .iter()
-        .flat_map(|c| c.ports.iter().flatten())
-        .filter_map(|p| p.public_port)
-        .collect();
-    let mut ports = Vec::new();
-    while ports.len() < hosts.len() {
-        let port = 20000 + rand::random::<u16>() % 10000;
-        if !taken.contains(&port) && !ports.contains(&port) {
-            ports.push(port);
-        }
-    }
-    Ok(ports)
-}
-
 /// Subnets in use: every Docker network's IPv4 subnets and, when Docker runs
 /// here, this host's routes.
 async fn used_subnets(docker: &Docker) -> Result<Vec<Subnet>> {

@@ -11,6 +11,10 @@ use std::path::{Path, PathBuf};
 
 use topgun_tls::San;
 
+/// Where k3s reads `registries.yaml` unless `--private-registry` names
+/// another.
+pub const DEFAULT_REGISTRIES_FILE: &str = "/etc/rancher/k3s/registries.yaml";
+
 /// The default data directory, as for k3s running as root.
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/rancher/k3s";
 /// The default kubeconfig path, as for k3s running as root.
@@ -487,7 +491,7 @@ fn common_config(
             .last("private-registry")
             .filter(|v| !v.is_empty())
             .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(crate::registries::DEFAULT_REGISTRIES_FILE)),
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_REGISTRIES_FILE)),
         disable_default_registry_endpoint: flags.bool("disable-default-registry-endpoint")?,
         ignored_flags: flags.ignored(known),
     })

@@ -440,17 +440,17 @@ struct DockerManifest<'a> {
 
 /// An image manifest (OCI or Docker schema 2), as read.
 #[derive(Debug, Deserialize)]
-struct ManifestDoc {
-    config: Descriptor,
+pub(crate) struct ManifestDoc {
+    pub(crate) config: Descriptor,
     #[serde(default)]
-    layers: Vec<Descriptor>,
+    pub(crate) layers: Vec<Descriptor>,
 }
 
 /// An image index (OCI index or Docker manifest list), as read.
 #[derive(Debug, Deserialize)]
-struct IndexDoc {
+pub(crate) struct IndexDoc {
     #[serde(default)]
-    manifests: Vec<Descriptor>,
+    pub(crate) manifests: Vec<Descriptor>,
 }
 
 /// The platform in an image config, if it names one.

@@ -21,15 +21,14 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, pem::PemObject};
 use rustls::{ClientConfig, RootCertStore};
-use serde::Deserialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 use crate::images::{
-    self, Descriptor, Found, MEDIA_DOCKER_LIST, MEDIA_DOCKER_MANIFEST, MEDIA_OCI_INDEX,
-    MEDIA_OCI_MANIFEST, Platform,
+    self, Descriptor, Found, IndexDoc, MEDIA_DOCKER_LIST, MEDIA_DOCKER_MANIFEST, MEDIA_OCI_INDEX,
+    MEDIA_OCI_MANIFEST, ManifestDoc, Platform,
 };
 use crate::registries::{self, Endpoint, RegistryConfig};
 
@@ -570,21 +569,6 @@ fn verify(desc: &Descriptor, digest: &str, size: u64) -> Result<(), String> {
         ));
     }
     Ok(())
-}
-
-/// An image manifest, as read.
-#[derive(Debug, Deserialize)]
-struct ManifestDoc {
-    config: Descriptor,
-    #[serde(default)]
-    layers: Vec<Descriptor>,
-}
-
-/// An image index or manifest list, as read.
-#[derive(Debug, Deserialize)]
-struct IndexDoc {
-    #[serde(default)]
-    manifests: Vec<Descriptor>,
 }
 
 /// The media type of a manifest answer: the `Content-Type`, else the

@@ -20,8 +20,6 @@ use serde::{Deserialize, Serialize};
 use crate::certs;
 use crate::log;
 
-/// Where k3s reads the file unless `--private-registry` names another.
-pub const DEFAULT_REGISTRIES_FILE: &str = "/etc/rancher/k3s/registries.yaml";
 /// The node's snapshot of its registry configuration, under the data dir.
 pub const SNAPSHOT: &str = "agent/etc/containerd/standin-registries.json";
 /// The host `docker.io` images are pulled from by default.

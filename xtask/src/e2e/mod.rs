@@ -276,38 +276,7 @@ impl Harness {
     /// Every Docker resource (containers, networks, volumes) labelled with
     /// the cluster `name`, as `kind:name` strings.
     pub fn resources(&self, name: &str) -> anyhow::Result<Vec<String>> {
-        let filter = format!("label={CLUSTER_LABEL}={name}");
-        let mut found = Vec::new();
-        for (kind, args) in [
-            (
-                "container",
-                vec!["ps", "-a", "--filter", &filter, "--format", "{{.Names}}"],
-            ),
-            (
-                "network",
-                vec![
-                    "network",
-                    "ls",
-                    "--filter",
-                    &filter,
-                    "--format",
-                    "{{.Name}}",
-                ],
-            ),
-            (
-                "volume",
-                vec!["volume", "ls", "--filter", &filter, "--format", "{{.Name}}"],
-            ),
-        ] {
-            let out = docker(&args)?;
-            found.extend(
-                String::from_utf8_lossy(&out.stdout)
-                    .lines()
-                    .filter(|l| !l.is_empty())
-                    .map(|l| format!("{kind}:{l}")),
-            );
-        }
-        Ok(found)
+        labelled(&format!("{CLUSTER_LABEL}={name}"))
     }
 
     /// Containers, volumes and networks named like cluster `name`'s
@@ -750,6 +719,43 @@ pub fn scratch(h: &Harness, name: &str) -> PathBuf {
 pub fn has_mode(path: &Path, mode: u32) -> anyhow::Result<bool> {
     use std::os::unix::fs::PermissionsExt;
     Ok(std::fs::metadata(path)?.permissions().mode() & 0o777 == mode)
+}
+
+/// Every Docker resource (containers, networks, volumes) with the label
+/// `key=value` (`label`), as `kind:name` strings.
+pub fn labelled(label: &str) -> anyhow::Result<Vec<String>> {
+    let filter = format!("label={label}");
+    let mut found = Vec::new();
+    for (kind, args) in [
+        (
+            "container",
+            vec!["ps", "-a", "--filter", &filter, "--format", "{{.Names}}"],
+        ),
+        (
+            "network",
+            vec![
+                "network",
+                "ls",
+                "--filter",
+                &filter,
+                "--format",
+                "{{.Name}}",
+            ],
+        ),
+        (
+            "volume",
+            vec!["volume", "ls", "--filter", &filter, "--format", "{{.Name}}"],
+        ),
+    ] {
+        let out = docker(&args)?;
+        found.extend(
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter(|l| !l.is_empty())
+                .map(|l| format!("{kind}:{l}")),
+        );
+    }
+    Ok(found)
 }
 
 #[cfg(test)]

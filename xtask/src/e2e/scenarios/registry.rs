@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
 
-use crate::e2e::{Harness, docker, scratch, stdout_json};
+use crate::e2e::{Harness, docker, labelled, scratch, stdout_json};
 
 /// The label on every registry's container and volume.
 const REGISTRY_LABEL: &str = "dev.topgun.registry";
@@ -69,27 +69,7 @@ impl Drop for Guard {
 
 /// Docker resources labelled as registry `name`'s, as `kind:name`.
 fn registry_resources(name: &str) -> anyhow::Result<Vec<String>> {
-    let filter = format!("label={REGISTRY_LABEL}={name}");
-    let mut found = Vec::new();
-    for (kind, args) in [
-        (
-            "container",
-            vec!["ps", "-a", "--filter", &filter, "--format", "{{.Names}}"],
-        ),
-        (
-            "volume",
-            vec!["volume", "ls", "--filter", &filter, "--format", "{{.Name}}"],
-        ),
-    ] {
-        let out = docker(&args)?;
-        found.extend(
-            String::from_utf8_lossy(&out.stdout)
-                .lines()
-                .filter(|l| !l.is_empty())
-                .map(|l| format!("{kind}:{l}")),
-        );
-    }
-    Ok(found)
+    labelled(&format!("{REGISTRY_LABEL}={name}"))
 }
 
 /// `topgun registry list -o json`, the entry of `name`.

@@ -11,9 +11,9 @@ use bollard::models::{
 };
 use serde::Serialize;
 
-use super::spec::{RegistriesConfig, RegistriesSpec, RegistryName};
+use super::VolumePlan;
+use crate::registry::spec::{RegistriesConfig, RegistriesSpec, RegistryName};
 use crate::labels;
-use crate::plan::VolumePlan;
 use crate::{Error, Result};
 
 /// The port the registry listens on inside its container (plain HTTP).
