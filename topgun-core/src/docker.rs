@@ -40,7 +40,6 @@ pub async fn connect() -> Result<Docker> {
     crate::engine::connect(&crate::engine::current()?).await
 }
 
-
 /// Label filters for list calls: every `KEY=VALUE` must match.
 pub(crate) fn label_filters(pairs: &[(&str, &str)]) -> HashMap<String, Vec<String>> {
     HashMap::from([(

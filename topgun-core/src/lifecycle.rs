@@ -13,10 +13,10 @@ use topgun_etcd::{Checker, ClientConfig, ClientTls, ClusterHealth, MemberStatus}
 use topgun_tls::KeyPem;
 
 use crate::api::{self, BackendState};
+use crate::docker::host_port;
 use crate::docker::{self as dockerx, Removal};
 use crate::kubeconfig::{self, KubeconfigYaml};
 use crate::plan::{API_PORT, ETCD_CLIENT_DIR, KUBECONFIG_PATH, LB_STATS_PORT};
-use crate::docker::host_port;
 use crate::spec::Role;
 use crate::{Error, Result, archive, labels};
 

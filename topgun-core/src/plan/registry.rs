@@ -12,8 +12,8 @@ use bollard::models::{
 use serde::Serialize;
 
 use super::VolumePlan;
-use crate::registry::spec::{RegistriesConfig, RegistriesSpec, RegistryName};
 use crate::labels;
+use crate::registry::spec::{RegistriesConfig, RegistriesSpec, RegistryName};
 use crate::{Error, Result};
 
 /// The port the registry listens on inside its container (plain HTTP).

@@ -31,9 +31,9 @@ use bollard::query_parameters::CreateContainerOptions;
 use serde::Serialize;
 
 use crate::docker::{self as dockerx, Removal, docker_is_local};
+use crate::plan::registry::{self as plan, REGISTRY_PORT, RegistryContainer, RegistryStep};
 use crate::spec::ClusterSpec;
 use crate::{Error, Result, labels};
-use crate::plan::registry::{self as plan, REGISTRY_PORT, RegistryContainer, RegistryStep};
 pub use spec::{RegistriesConfig, RegistriesSpec, RegistryName, RegistryRef, RegistrySpec};
 
 /// A registry on a Docker engine, by name. It holds no other state: every

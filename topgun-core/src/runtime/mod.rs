@@ -752,7 +752,6 @@ fn node<'p>(plan: &'p ClusterPlan, name: &str) -> &'p NodePlan {
         .expect("phases name planned nodes")
 }
 
-
 /// Creates a node's volumes, then its container, then uploads its files:
 /// what a create does for every node, and what the benchmark floor does too.
 pub(crate) async fn create_node(docker: &Docker, cluster: &str, node: &NodePlan) -> Result<()> {
