@@ -200,7 +200,7 @@ pub(crate) struct VolumePlan {
 
 /// How a node is known to be ready.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "snake_case", tag = "kind", content = "line")]
 pub(crate) enum Gate {
     /// A log line; `level=fatal` or the container exiting fails it.
     LogLine(String),
@@ -275,7 +275,7 @@ impl Phase {
 
 /// How the nodes of a phase start.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "snake_case", tag = "kind")]
 pub(crate) enum StartOrder {
     /// All at once.
     Together,
@@ -302,7 +302,7 @@ impl StartOrder {
 
 /// When a phase is ready.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "snake_case", tag = "kind")]
 pub(crate) enum PhaseGate {
     /// When every node passes its own [`Gate`].
     EachNode,
