@@ -1086,14 +1086,18 @@ fn failures_leave_nothing(d: &mut Day2<'_>) -> anyhow::Result<()> {
     let before: BTreeSet<String> = h.resources(&name)?.into_iter().collect();
     let want = d.k3s_nodes()?;
 
+    // A missing image given with --image (node add reads no
+    // TOPGUN_K3S_IMAGE: new nodes run the cluster's image unless a flag
+    // says otherwise).
     let bad_image = "nonexistent:1";
     let out = h
-        .topgun(&["node", "add", &name, "--role", "agent"])
-        .env("TOPGUN_K3S_IMAGE", bad_image)
+        .topgun(&[
+            "node", "add", &name, "--role", "agent", "--image", bad_image,
+        ])
         .output()?;
     let stderr = String::from_utf8_lossy(&out.stderr);
     eprintln!(
-        "e2e: $ TOPGUN_K3S_IMAGE={bad_image} topgun node add {name} --role agent -> {}\n{}",
+        "e2e: $ topgun node add {name} --role agent --image {bad_image} -> {}\n{}",
         out.status,
         stderr.trim()
     );
