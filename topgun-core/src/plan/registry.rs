@@ -22,8 +22,8 @@ pub(crate) const REGISTRY_PORT: u16 = 5000;
 pub(crate) const DATA_DIR: &str = "/var/lib/registry";
 /// The registry image unless `TOPGUN_REGISTRY_IMAGE` or the spec says
 /// otherwise.
-pub(crate) const DEFAULT_IMAGE: &str = "docker.io/library/registry:2";
-/// The variable that overrides [`DEFAULT_IMAGE`].
+pub(crate) const DEFAULT_REGISTRY_IMAGE: &str = "docker.io/library/registry:2";
+/// The variable that overrides [`DEFAULT_REGISTRY_IMAGE`].
 pub(crate) const ENV_IMAGE: &str = "TOPGUN_REGISTRY_IMAGE";
 /// Where k3s reads its registry configuration.
 pub(crate) const REGISTRIES_PATH: &str = "/etc/rancher/k3s/registries.yaml";
@@ -41,12 +41,12 @@ pub(crate) fn volume_name(name: &RegistryName) -> String {
 }
 
 /// The image a registry runs: the spec's, else `env(TOPGUN_REGISTRY_IMAGE)`,
-/// else [`DEFAULT_IMAGE`].
+/// else [`DEFAULT_REGISTRY_IMAGE`].
 pub(crate) fn image(spec_image: Option<&str>, env: impl Fn(&str) -> Option<String>) -> String {
     spec_image
         .map(str::to_owned)
         .or_else(|| env(ENV_IMAGE).filter(|v| !v.is_empty()))
-        .unwrap_or_else(|| DEFAULT_IMAGE.to_owned())
+        .unwrap_or_else(|| DEFAULT_REGISTRY_IMAGE.to_owned())
 }
 
 /// A registry container to make: its data volume first, then itself.
@@ -160,7 +160,7 @@ pub(crate) fn steps(
             let create = spec.create.as_ref().filter(|c| c.name == name).map(|c| {
                 registry_container(
                     &name,
-                    c.image.as_deref().unwrap_or(DEFAULT_IMAGE),
+                    c.image.as_deref().unwrap_or(DEFAULT_REGISTRY_IMAGE),
                     c.host,
                     host_port,
                     registry_labels(&name, labels.clone()),

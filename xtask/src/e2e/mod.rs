@@ -436,8 +436,8 @@ pub fn upstream_images() -> anyhow::Result<Vec<(String, String)>> {
         ("TOPGUN_LB_IMAGE", "topgun-core/src", "DEFAULT_LB_IMAGE"),
         (
             "TOPGUN_REGISTRY_IMAGE",
-            "topgun-core/src/registry",
-            "DEFAULT_IMAGE",
+            "topgun-core/src",
+            "DEFAULT_REGISTRY_IMAGE",
         ),
     ] {
         pairs.push((env.to_owned(), rust_str_const(dir, constant)?));
