@@ -1696,6 +1696,22 @@ fn push_blob(port: u16, repo: &str, data: &[u8]) -> String {
     digest
 }
 
+/// An open registry (`registry-open` under `dir`, whose storage the tests'
+/// authenticating registries share) holding `app:1` for amd64; returns it
+/// and the image's config digest.
+async fn open_registry_with_app(dir: &Path) -> (Proc, String) {
+    let (open, port) = registry(dir, "registry-open", None).await;
+    let (manifest, _, config_digest, _) = push_image(port, "app", "amd64", "app");
+    push_manifest(
+        port,
+        "app",
+        "1",
+        "application/vnd.oci.image.manifest.v1+json",
+        &manifest,
+    );
+    (open, config_digest)
+}
+
 /// Pushes a manifest (or index) under `reference`; returns its digest.
 fn push_manifest(port: u16, repo: &str, reference: &str, media_type: &str, doc: &[u8]) -> String {
     let (status, headers, body) = http(
@@ -2231,15 +2247,7 @@ async fn registries_yaml_basic_auth() {
     let dir = tempfile::tempdir().unwrap();
     // Pushed through an open registry; pulled from one with htpasswd
     // authentication on the same storage.
-    let (_open, open_port) = registry(dir.path(), "registry-open", None).await;
-    let (manifest, _, config_digest, _) = push_image(open_port, "app", "amd64", "app");
-    push_manifest(
-        open_port,
-        "app",
-        "1",
-        "application/vnd.oci.image.manifest.v1+json",
-        &manifest,
-    );
+    let (_open, config_digest) = open_registry_with_app(dir.path()).await;
     let htpasswd = dir.path().join("htpasswd");
     std::fs::write(&htpasswd, HTPASSWD).unwrap();
     let (_auth, port) = registry_with(
@@ -2454,15 +2462,7 @@ async fn registries_yaml_bearer_token_challenge() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let (_open, open_port) = registry(dir.path(), "registry-open", None).await;
-    let (manifest, _, config_digest, _) = push_image(open_port, "app", "amd64", "app");
-    push_manifest(
-        open_port,
-        "app",
-        "1",
-        "application/vnd.oci.image.manifest.v1+json",
-        &manifest,
-    );
+    let (_open, config_digest) = open_registry_with_app(dir.path()).await;
     // The registry trusts tokens signed for certificates of this CA.
     let ca =
         topgun_tls::CertificateAuthority::generate(&topgun_tls::CaParams::new("token-ca")).unwrap();

@@ -322,40 +322,7 @@ impl Harness {
     pub fn cleanup(&self) {
         let names: Vec<String> = self.clusters.lock().unwrap().iter().cloned().collect();
         for name in names {
-            let filter = format!("label={CLUSTER_LABEL}={name}");
-            let lists = [
-                (
-                    vec!["ps", "-aq", "--filter", filter.as_str()],
-                    vec!["rm", "-f", "-v"],
-                ),
-                (
-                    vec!["network", "ls", "-q", "--filter", filter.as_str()],
-                    vec!["network", "rm"],
-                ),
-                (
-                    vec!["volume", "ls", "-q", "--filter", filter.as_str()],
-                    vec!["volume", "rm", "-f"],
-                ),
-            ];
-            for (list, remove) in lists {
-                let Ok(out) = docker(&list) else { continue };
-                let ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
-                    .lines()
-                    .filter(|l| !l.is_empty())
-                    .map(str::to_owned)
-                    .collect();
-                if ids.is_empty() {
-                    continue;
-                }
-                eprintln!(
-                    "e2e: cleanup: removing {} leftover {} of {name}",
-                    ids.len(),
-                    remove[0]
-                );
-                let mut args: Vec<&str> = remove.clone();
-                args.extend(ids.iter().map(String::as_str));
-                let _ = docker(&args);
-            }
+            remove_labelled(&format!("{CLUSTER_LABEL}={name}"), &name);
         }
     }
 }
@@ -719,6 +686,46 @@ pub fn scratch(h: &Harness, name: &str) -> PathBuf {
 pub fn has_mode(path: &Path, mode: u32) -> anyhow::Result<bool> {
     use std::os::unix::fs::PermissionsExt;
     Ok(std::fs::metadata(path)?.permissions().mode() & 0o777 == mode)
+}
+
+/// Removes every container (with its anonymous volumes), network and volume
+/// carrying the label `label` (`key=value`), saying what it removes of
+/// `what`. Touches nothing else; failures are left to the leftovers check.
+pub fn remove_labelled(label: &str, what: &str) {
+    let filter = format!("label={label}");
+    let lists = [
+        (
+            vec!["ps", "-aq", "--filter", filter.as_str()],
+            vec!["rm", "-f", "-v"],
+        ),
+        (
+            vec!["network", "ls", "-q", "--filter", filter.as_str()],
+            vec!["network", "rm"],
+        ),
+        (
+            vec!["volume", "ls", "-q", "--filter", filter.as_str()],
+            vec!["volume", "rm", "-f"],
+        ),
+    ];
+    for (list, remove) in lists {
+        let Ok(out) = docker(&list) else { continue };
+        let ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+            .collect();
+        if ids.is_empty() {
+            continue;
+        }
+        eprintln!(
+            "e2e: cleanup: removing {} leftover {} of {what}",
+            ids.len(),
+            remove[0]
+        );
+        let mut args: Vec<&str> = remove.clone();
+        args.extend(ids.iter().map(String::as_str));
+        let _ = docker(&args);
+    }
 }
 
 /// Every Docker resource (containers, networks, volumes) with the label

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
 
-use crate::e2e::{Harness, docker, labelled, scratch, stdout_json};
+use crate::e2e::{Harness, docker, labelled, remove_labelled, scratch, stdout_json};
 
 /// The label on every registry's container and volume.
 const REGISTRY_LABEL: &str = "dev.topgun.registry";
@@ -25,35 +25,10 @@ struct Guard {
 impl Guard {
     fn remove(&self) {
         for name in &self.registries {
-            let filter = format!("label={REGISTRY_LABEL}={name}");
-            for (list, remove) in [
-                (
-                    vec!["ps", "-aq", "--filter", &filter],
-                    vec!["rm", "-f", "-v"],
-                ),
-                (
-                    vec!["volume", "ls", "-q", "--filter", &filter],
-                    vec!["volume", "rm", "-f"],
-                ),
-            ] {
-                let Ok(out) = docker(&list) else { continue };
-                let ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
-                    .lines()
-                    .filter(|l| !l.is_empty())
-                    .map(str::to_owned)
-                    .collect();
-                if ids.is_empty() {
-                    continue;
-                }
-                eprintln!(
-                    "e2e: cleanup: removing {} leftover {} of registry {name}",
-                    ids.len(),
-                    remove[0]
-                );
-                let mut args = remove.clone();
-                args.extend(ids.iter().map(String::as_str));
-                let _ = docker(&args);
-            }
+            remove_labelled(
+                &format!("{REGISTRY_LABEL}={name}"),
+                &format!("registry {name}"),
+            );
         }
         for image in &self.images {
             let _ = docker(&["image", "rm", "-f", image]);
