@@ -78,33 +78,23 @@ fn convert_prints_topguns_config_and_notes() {
 
     // The output is a topgun config: `create --config` reads it (and then
     // fails only at Docker, which is not there).
+    // And so does the k3d file itself.
     let converted = dir.path().join("topgun.yaml");
     std::fs::write(&converted, &stdout).unwrap();
-    let out = topgun(
-        &[
-            "create",
-            "--config",
-            converted.to_str().unwrap(),
-            "--no-kubeconfig",
-        ],
-        dir.path(),
-    );
-    let stderr = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("/nonexistent/docker.sock"), "{stderr}");
-    // And so does the k3d file itself.
-    let out = topgun(
-        &[
-            "create",
-            "--config",
-            file.to_str().unwrap(),
-            "--no-kubeconfig",
-        ],
-        dir.path(),
-    );
-    let stderr = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("/nonexistent/docker.sock"), "{stderr}");
+    for config in [&converted, &file] {
+        let out = topgun(
+            &[
+                "create",
+                "--config",
+                config.to_str().unwrap(),
+                "--no-kubeconfig",
+            ],
+            dir.path(),
+        );
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{}: {stderr}", config.display());
+        assert!(stderr.contains("/nonexistent/docker.sock"), "{stderr}");
+    }
 
     // `--quiet` leaves only the config.
     let out = topgun(

@@ -59,14 +59,8 @@ async fn measure(docker: &Docker, spec: &ClusterSpec, boot: bool) -> Result<Floo
     spec.validate()?;
     let prepared = runtime::prepare::prepare(docker, spec).await?;
     let mut ctx = prepared.ctx;
-    let mut plan = plan::plan(spec, &ctx)?;
     // Every published port pinned, as a create pins them.
-    let open = plan.open_ports();
-    if !open.is_empty() {
-        ctx.host_ports = crate::docker::free_ports(docker, &open).await?;
-        plan = plan::plan(spec, &ctx)?;
-    }
-    let plan = &plan;
+    let plan = &runtime::pinned_plan(docker, spec, &mut ctx).await?;
     let started = Instant::now();
     let made = async {
         docker

@@ -170,22 +170,43 @@ fn ser_phases<S: serde::Serializer>(
 /// certificates), but nothing created: Docker is only read.
 pub(crate) async fn plan_only(docker: &Docker, spec: &ClusterSpec) -> Result<ClusterPlan> {
     spec.validate()?;
-    let placed = crate::engine::place_api(spec)?;
-    let (spec, api_name) = match &placed {
-        Some((placed, name)) => (placed, Some(name.clone())),
-        None => (spec, None),
+    let (spec, mut prepared) = resolve(docker, spec).await?;
+    pinned_plan(docker, &spec, &mut prepared.ctx).await
+}
+
+/// What a create checks and chooses before anything exists, for a valid
+/// `spec`: the API placed on the engine's host (a remote engine), the
+/// registries resolved (the created one's port and image, the used ones
+/// found), then [`prepare::prepare`] (images, name, ports, subnet, token,
+/// certificates). Returns the spec as placed and pinned.
+async fn resolve(docker: &Docker, spec: &ClusterSpec) -> Result<(ClusterSpec, prepare::Prepared)> {
+    let (placed, api_name) = match crate::engine::place_api(spec)? {
+        Some((placed, name)) => (placed, Some(name)),
+        None => (spec.clone(), None),
     };
-    let pinned = crate::registry::pin(docker, spec).await?;
-    let spec = pinned.as_ref().unwrap_or(spec);
-    let mut prepared = prepare::prepare(docker, spec).await?;
+    let spec = crate::registry::pin(docker, &placed)
+        .await?
+        .unwrap_or(placed);
+    let mut prepared = prepare::prepare(docker, &spec).await?;
     prepared.ctx.api_name = api_name;
-    let mut plan = plan::plan(spec, &prepared.ctx)?;
+    Ok((spec, prepared))
+}
+
+/// The plan of `spec` with every published port pinned: free host ports
+/// are picked the first time (`ctx.host_ports` keeps them for every later
+/// plan of this create).
+pub(crate) async fn pinned_plan(
+    docker: &Docker,
+    spec: &ClusterSpec,
+    ctx: &mut PlanContext,
+) -> Result<ClusterPlan> {
+    let plan = plan::plan(spec, ctx)?;
     let open = plan.open_ports();
-    if !open.is_empty() {
-        prepared.ctx.host_ports = crate::docker::free_ports(docker, &open).await?;
-        plan = plan::plan(spec, &prepared.ctx)?;
+    if open.is_empty() || !ctx.host_ports.is_empty() {
+        return Ok(plan);
     }
-    Ok(plan)
+    ctx.host_ports = crate::docker::free_ports(docker, &open).await?;
+    plan::plan(spec, ctx)
 }
 
 /// Creates the cluster `spec` describes, or stops when `cancel` completes
@@ -205,27 +226,15 @@ where
     F: Future<Output = ()>,
 {
     spec.validate()?;
-    // On a remote engine, the API goes on the engine host's address.
-    let placed = crate::engine::place_api(spec)?;
-    let (spec, api_name) = match &placed {
-        Some((placed, name)) => (placed, Some(name.clone())),
-        None => (spec, None),
-    };
     // Held until the create has succeeded or rolled back (see `lock`).
     let _lock = crate::lock::ClusterLock::for_create(&dockerx::docker_host(), spec.name.as_str())?;
     tokio::pin!(cancel);
-    // Registries resolved (the created one's port and image, the used
-    // ones found): still nothing exists.
-    let pinned = tokio::select! {
-        r = crate::registry::pin(docker, spec) => r?,
+    // Still nothing exists.
+    let (spec, prepared) = tokio::select! {
+        r = resolve(docker, spec) => r?,
         () = &mut cancel => return Err(Error::Cancelled),
     };
-    let spec = pinned.as_ref().unwrap_or(spec);
-    let mut prepared = tokio::select! {
-        r = prepare::prepare(docker, spec) => r?,
-        () = &mut cancel => return Err(Error::Cancelled),
-    };
-    prepared.ctx.api_name = api_name;
+    let spec = &spec;
     let run_id = prepared.ctx.run_id.clone();
     tracing::debug!(cluster = %spec.name, %run_id, subnet = %prepared.ctx.subnet, "creating");
     let mut run = Run {
@@ -580,12 +589,7 @@ impl Run<'_> {
     /// another network took it meanwhile, picks another and plans again.
     async fn create_network(&mut self) -> Result<ClusterPlan> {
         for _ in 0..8 {
-            let mut plan = plan::plan(self.spec, &self.ctx)?;
-            let open = plan.open_ports();
-            if !open.is_empty() && self.ctx.host_ports.is_empty() {
-                self.ctx.host_ports = crate::docker::free_ports(self.docker, &open).await?;
-                plan = plan::plan(self.spec, &self.ctx)?;
-            }
+            let plan = pinned_plan(self.docker, self.spec, &mut self.ctx).await?;
             match self.docker.create_network(plan.network.body.clone()).await {
                 Ok(_) => {
                     create_volumes(self.docker, &plan.shared_volumes).await?;

@@ -1696,6 +1696,22 @@ fn push_blob(port: u16, repo: &str, data: &[u8]) -> String {
     digest
 }
 
+/// A server that reads `registries` as its `--private-registry` file,
+/// logging to `log`.
+fn registry_node(dir: &Path, name: &str, registries: &Path, log: &str) -> (Proc, PathBuf) {
+    server_logged(
+        dir,
+        ServerOpts {
+            name,
+            port: free_port(),
+            token: TOKEN,
+            extra: vec![format!("--private-registry={}", registries.display())],
+            env: vec![],
+        },
+        log,
+    )
+}
+
 /// An open registry (`registry-open` under `dir`, whose storage the tests'
 /// authenticating registries share) holding `app:1` for amd64; returns it
 /// and the image's config digest.
@@ -1839,16 +1855,7 @@ async fn registries_yaml_mirrors_pull_from_a_real_registry() {
         ),
     )
     .unwrap();
-    let (mut server, kubeconfig) = server(
-        dir.path(),
-        ServerOpts {
-            name: "server-0",
-            port: free_port(),
-            token: TOKEN,
-            extra: vec![format!("--private-registry={}", file.display())],
-            env: vec![],
-        },
-    );
+    let (mut server, kubeconfig) = registry_node(dir.path(), "server-0", &file, "server-0");
     server.wait_for(REGISTERED, Duration::from_secs(30)).await;
     assert!(
         server.log().contains(&format!(
@@ -2064,16 +2071,7 @@ async fn registries_yaml_tls_endpoint_and_bad_files() {
         ),
     )
     .unwrap();
-    let (mut s, _) = server(
-        dir.path(),
-        ServerOpts {
-            name: "server-0",
-            port: free_port(),
-            token: TOKEN,
-            extra: vec![format!("--private-registry={}", file.display())],
-            env: vec![],
-        },
-    );
+    let (mut s, _) = registry_node(dir.path(), "server-0", &file, "server-0");
     s.wait_for(REGISTERED, Duration::from_secs(30)).await;
     let data = dir.path().join("server-0/data");
     let (ok, _, err) = k3s_cli(&data, "crictl", &["pull", "registry.test/app:1"]);
@@ -2098,17 +2096,7 @@ async fn registries_yaml_tls_endpoint_and_bad_files() {
         ),
     )
     .unwrap();
-    let (mut s, _) = server_logged(
-        dir.path(),
-        ServerOpts {
-            name: "server-0",
-            port: free_port(),
-            token: TOKEN,
-            extra: vec![format!("--private-registry={}", file.display())],
-            env: vec![],
-        },
-        "server-0-again",
-    );
+    let (mut s, _) = registry_node(dir.path(), "server-0", &file, "server-0-again");
     s.wait_for(REGISTERED, Duration::from_secs(30)).await;
     let (ok, out, err) = k3s_cli(&data, "crictl", &["pull", "registry.test/app:1"]);
     assert!(ok, "{out}{err}");
@@ -2151,17 +2139,7 @@ async fn registries_yaml_tls_endpoint_and_bad_files() {
         ),
     )
     .unwrap();
-    let (mut s, _) = server_logged(
-        dir.path(),
-        ServerOpts {
-            name: "server-0",
-            port: free_port(),
-            token: TOKEN,
-            extra: vec![format!("--private-registry={}", file.display())],
-            env: vec![],
-        },
-        "server-0-mtls",
-    );
+    let (mut s, _) = registry_node(dir.path(), "server-0", &file, "server-0-mtls");
     s.wait_for(REGISTERED, Duration::from_secs(30)).await;
     std::fs::remove_file(data.join("agent/containerd/containerd.log")).unwrap();
     let (ok, out, err) = k3s_cli(&data, "crictl", &["pull", "registry.test/app:1"]);
@@ -2182,17 +2160,7 @@ async fn registries_yaml_tls_endpoint_and_bad_files() {
         "mirrors:\n  docker.io:\n    endpoint: {password: hunter2-secret}\n",
     )
     .unwrap();
-    let (mut s, kc) = server_logged(
-        dir.path(),
-        ServerOpts {
-            name: "server-1",
-            port: free_port(),
-            token: TOKEN,
-            extra: vec![format!("--private-registry={}", file.display())],
-            env: vec![],
-        },
-        "server-1-bad",
-    );
+    let (mut s, kc) = registry_node(dir.path(), "server-1", &file, "server-1-bad");
     let status = s.wait_exit(Duration::from_secs(10)).await;
     let log = s.log();
     assert_eq!(status.code(), Some(1), "{log}");
@@ -2271,16 +2239,7 @@ async fn registries_yaml_basic_auth() {
         format!("mirrors:\n  \"registry.test\":\n    endpoint: [\"http://127.0.0.1:{port}\"]\n"),
     )
     .unwrap();
-    let (mut s, _) = server(
-        dir.path(),
-        ServerOpts {
-            name: "server-0",
-            port: free_port(),
-            token: TOKEN,
-            extra: vec![format!("--private-registry={}", file.display())],
-            env: vec![],
-        },
-    );
+    let (mut s, _) = registry_node(dir.path(), "server-0", &file, "server-0");
     s.wait_for(REGISTERED, Duration::from_secs(30)).await;
     let data = dir.path().join("server-0/data");
     // No credentials: refused, and the log says who asked for them.
@@ -2334,17 +2293,7 @@ async fn registries_yaml_basic_auth() {
         ),
     )
     .unwrap();
-    let (mut s, _) = server_logged(
-        dir.path(),
-        ServerOpts {
-            name: "server-0",
-            port: free_port(),
-            token: TOKEN,
-            extra: vec![format!("--private-registry={}", file.display())],
-            env: vec![],
-        },
-        "server-0-again",
-    );
+    let (mut s, _) = registry_node(dir.path(), "server-0", &file, "server-0-again");
     s.wait_for(REGISTERED, Duration::from_secs(30)).await;
     let (ok, _, err) = k3s_cli(&data, "ctr", &["images", "rm", "registry.test/app:1"]);
     assert!(ok, "{err}");
